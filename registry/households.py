@@ -1,0 +1,346 @@
+"""Households: creating them, writing versions, and reading current and past states.
+
+Every accepted state of a household is a :class:`HouseholdVersion` holding a JSON snapshot
+of the household's fields and members; the ``households``/``members`` tables always equal
+the latest snapshot. :func:`write_version` is the only function that changes a household's
+current state, so both are written together in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from models import Household, HouseholdVersion, Member, User, db
+from models.base import utcnow
+from models.codes import HOUSEHOLD_FIELD_NAMES, MEMBER_FIELD_NAMES
+from registry.audit import record_event
+from registry.geo import union_area_types
+from registry.validation import RecordValidationError, records_from_dicts, typed_row, validate_records
+
+#: Household fields stored in a snapshot (the registry id and union live there too).
+SNAPSHOT_HOUSEHOLD_FIELDS = HOUSEHOLD_FIELD_NAMES
+SNAPSHOT_MEMBER_FIELDS = tuple(f for f in MEMBER_FIELD_NAMES if f != "household_id")
+
+
+class HouseholdNotFound(LookupError):
+    def __init__(self, household_id: str):
+        self.household_id = household_id
+        super().__init__(f"no household {household_id!r}")
+
+
+class VersionNotFound(LookupError):
+    def __init__(self, household_id: str, detail: str):
+        super().__init__(f"household {household_id!r}: {detail}")
+
+
+def _json_value(value):
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def snapshot_of(household: Household) -> dict:
+    """The household's current fields and members as a JSON-ready dict."""
+    return {
+        "household": {f: _json_value(getattr(household, f)) for f in SNAPSHOT_HOUSEHOLD_FIELDS},
+        "status": household.status,
+        "inactive_reason": household.inactive_reason,
+        "members": [
+            {f: _json_value(getattr(m, f)) for f in SNAPSHOT_MEMBER_FIELDS}
+            for m in sorted(household.members, key=lambda m: m.line_no)
+        ],
+    }
+
+
+def validate_household_record(
+    household: Mapping, members: list[Mapping], *, exclude_household_pk: int | None = None
+) -> tuple[dict, list[dict]]:
+    """Validate one household with its members; return typed values or raise
+    :class:`RecordValidationError` naming every bad field."""
+    hh_frame, member_frame = records_from_dicts(household, members)
+
+    def registered(nids):
+        stmt = select(Member.nid_number).where(Member.nid_number.in_(list(nids)))
+        if exclude_household_pk is not None:
+            stmt = stmt.where(Member.household_pk != exclude_household_pk)
+        return set(db.session.scalars(stmt))
+
+    result = validate_records(
+        hh_frame,
+        member_frame,
+        union_area_types=union_area_types,
+        registered_nids=registered,
+        households_file="household",
+        members_file="members",
+    )
+    if result.issues:
+        raise RecordValidationError(result.issues)
+    hh_values = typed_row(result.households, result.households.index[0])
+    member_values = [typed_row(result.members, i) for i in result.members.index]
+    return hh_values, member_values
+
+
+def _apply_values(household: Household, values: Mapping, members: list[Mapping]) -> None:
+    for field in SNAPSHOT_HOUSEHOLD_FIELDS:
+        setattr(household, field, values.get(field))
+    household.upazila_code = household.union_code[:6]
+    household.district_code = household.union_code[:4]
+    household.division_code = household.union_code[:2]
+    by_line = {m.line_no: m for m in household.members}
+    wanted = {int(m["line_no"]): m for m in members}
+    for line_no, member in list(by_line.items()):
+        if line_no not in wanted:
+            household.members.remove(member)
+    # Removed members (and their unique NIDs) must be gone before changed ones are written.
+    db.session.flush()
+    for line_no, data in sorted(wanted.items()):
+        member = by_line.get(line_no)
+        if member is None:
+            member = Member(line_no=line_no)
+            household.members.append(member)
+        for field in SNAPSHOT_MEMBER_FIELDS:
+            setattr(member, field, data.get(field))
+
+
+def create_household(
+    values: Mapping,
+    members: list[Mapping],
+    *,
+    actor: User | None,
+    source: str,
+    source_ref: str | None = None,
+    reason: str | None = None,
+) -> Household:
+    """Validate and register a new household as version 1 (flushes; the caller commits)."""
+    hh_values, member_values = validate_household_record(values, members)
+    if db.session.scalar(select(Household.id).where(Household.household_id == hh_values["household_id"])):
+        raise RecordValidationError(
+            [
+                _issue("household_id", hh_values["household_id"], "a household with this id is already registered"),
+            ]
+        )
+    household = Household(status="active", current_version=1)
+    db.session.add(household)
+    _apply_values(household, hh_values, member_values)
+    db.session.flush()
+    version = _insert_version(household, 1, actor, source, source_ref, reason)
+    record_event(
+        actor,
+        "household.create",
+        "household",
+        household.household_id,
+        summary=f"registered household {household.household_id} ({len(member_values)} members) via {source}",
+        after={"version": version.version_no},
+    )
+    return household
+
+
+def write_version(
+    household: Household,
+    values: Mapping,
+    members: list[Mapping],
+    *,
+    actor: User | None,
+    source: str,
+    source_ref: str | None = None,
+    reason: str | None = None,
+    status: str | None = None,
+    inactive_reason: str | None = None,
+) -> HouseholdVersion:
+    """Replace the household's current state with validated ``values``/``members`` and record
+    the next version. The caller holds the household's row lock and commits."""
+    hh_values, member_values = validate_household_record(values, members, exclude_household_pk=household.id)
+    next_no = household.current_version + 1
+    _apply_values(household, hh_values, member_values)
+    if status is not None:
+        household.status = status
+        household.inactive_reason = inactive_reason
+    household.current_version = next_no
+    household.updated_at = utcnow()
+    db.session.flush()
+    return _insert_version(household, next_no, actor, source, source_ref, reason)
+
+
+def _insert_version(household, version_no, actor, source, source_ref, reason) -> HouseholdVersion:
+    version = HouseholdVersion(
+        household_pk=household.id,
+        version_no=version_no,
+        created_by_id=actor.id if actor is not None else None,
+        source=source,
+        source_ref=source_ref,
+        reason=reason,
+        snapshot=snapshot_of(household),
+    )
+    db.session.add(version)
+    db.session.flush()
+    return version
+
+
+def _issue(field, value, rule):
+    from registry.validation import Issue
+
+    return Issue("household", None, None, field, str(value), rule)
+
+
+# --- reads -----------------------------------------------------------------------------
+
+
+def get_household(household_id: str) -> Household:
+    """The current state of a household by registry id, or :class:`HouseholdNotFound`."""
+    household = db.session.scalar(
+        select(Household).where(Household.household_id == household_id).options(selectinload(Household.members))
+    )
+    if household is None:
+        raise HouseholdNotFound(household_id)
+    return household
+
+
+@dataclass
+class Page:
+    items: list
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+def list_households(
+    *,
+    scope_clause=None,
+    area_code: str | None = None,
+    search: str | None = None,
+    status: str | None = "active",
+    page: int = 1,
+    per_page: int = 50,
+) -> Page:
+    """Current households, filtered by area (any level), registry id prefix, village or
+    member name, paginated and ordered by registry id."""
+    stmt = select(Household)
+    if scope_clause is not None:
+        stmt = stmt.where(scope_clause)
+    if area_code:
+        stmt = stmt.where(Household.union_code.startswith(area_code, autoescape=True))
+    if status:
+        stmt = stmt.where(Household.status == status)
+    if search:
+        term = search.strip()
+        member_match = (
+            select(Member.household_pk)
+            .where((Member.name_en.ilike(f"%{term}%")) | (Member.name_bn.contains(term, autoescape=True)))
+            .scalar_subquery()
+        )
+        stmt = stmt.where(
+            Household.household_id.startswith(term, autoescape=True)
+            | Household.village.ilike(f"%{term}%")
+            | Household.id.in_(member_match)
+        )
+    total = db.session.scalar(select(func.count()).select_from(stmt.subquery()))
+    page = max(1, page)
+    items = list(
+        db.session.scalars(stmt.order_by(Household.household_id).offset((page - 1) * per_page).limit(per_page))
+    )
+    return Page(items, total or 0, page, per_page)
+
+
+def list_versions(household: Household) -> list[HouseholdVersion]:
+    """Every version of a household, oldest first."""
+    return list(
+        db.session.scalars(
+            select(HouseholdVersion)
+            .where(HouseholdVersion.household_pk == household.id)
+            .order_by(HouseholdVersion.version_no)
+        )
+    )
+
+
+def get_version(household: Household, version_no: int) -> HouseholdVersion:
+    version = db.session.scalar(
+        select(HouseholdVersion).where(
+            HouseholdVersion.household_pk == household.id, HouseholdVersion.version_no == version_no
+        )
+    )
+    if version is None:
+        raise VersionNotFound(household.household_id, f"no version {version_no}")
+    return version
+
+
+def version_as_of(household: Household, when: dt.datetime) -> HouseholdVersion:
+    """The version that was current at ``when``: the latest created at or before it."""
+    version = db.session.scalar(
+        select(HouseholdVersion)
+        .where(HouseholdVersion.household_pk == household.id, HouseholdVersion.created_at <= when)
+        .order_by(HouseholdVersion.version_no.desc())
+        .limit(1)
+    )
+    if version is None:
+        raise VersionNotFound(household.household_id, f"not registered yet at {when.isoformat()}")
+    return version
+
+
+def head_of(household: Household) -> Member | None:
+    return next((m for m in household.members if m.relation_to_head == 1), None)
+
+
+def state_view(version: HouseholdVersion, *, can_see_pii: bool) -> dict:
+    """A household state (from a version snapshot) as a flat dict for display or the API,
+    personal data masked unless ``can_see_pii``."""
+    from registry.privacy import mask_snapshot
+
+    snap = mask_snapshot(version.snapshot, can_see_pii)
+    return {
+        **snap["household"],
+        "version": version.version_no,
+        "version_created_at": version.created_at,
+        "status": snap.get("status", "active"),
+        "inactive_reason": snap.get("inactive_reason"),
+        "members": snap["members"],
+    }
+
+
+def current_version_of(household: Household) -> HouseholdVersion:
+    return get_version(household, household.current_version)
+
+
+def summary_view(household: Household, *, can_see_pii: bool) -> dict:
+    """The one-line listing of a household."""
+    head = head_of(household)
+    head_name = None
+    if head is not None:
+        head_name = (head.name_en or head.name_bn) if can_see_pii else None
+    return {
+        "household_id": household.household_id,
+        "union_code": household.union_code,
+        "upazila_code": household.upazila_code,
+        "district_code": household.district_code,
+        "division_code": household.division_code,
+        "area_type": household.area_type,
+        "village": household.village,
+        "status": household.status,
+        "current_version": household.current_version,
+        "household_size": len(household.members),
+        "head_name": head_name,
+    }
+
+
+def version_meta(version: HouseholdVersion) -> dict:
+    """Who, when and why of a version."""
+    creator = db.session.get(User, version.created_by_id) if version.created_by_id else None
+    return {
+        "version_no": version.version_no,
+        "created_at": version.created_at,
+        "created_by": creator.username if creator else None,
+        "source": version.source,
+        "source_ref": version.source_ref,
+        "reason": version.reason,
+    }

@@ -1,0 +1,34 @@
+from registry.geo import count_areas, load_geography
+
+
+def test_geography_has_every_level(db_session):
+    assert count_areas() == {"division": 8, "district": 64, "upazila": 557, "union": 5160}
+
+
+def test_geography_load_is_idempotent(db_session):
+    before = count_areas()
+    counts = load_geography()
+    assert all(c["inserted"] == 0 and c["updated"] == 0 for c in counts.values())
+    assert count_areas() == before
+
+
+def test_areas_nest_by_code_prefix(db_session):
+    from sqlalchemy import select
+
+    from models import Area
+
+    for area in db_session.scalars(select(Area).where(Area.parent_code.is_not(None))):
+        assert area.code.startswith(area.parent_code)
+
+
+def test_union_area_types(db_session):
+    from sqlalchemy import func, select
+
+    from models import Area
+
+    rows = dict(
+        db_session.execute(
+            select(Area.area_type, func.count()).where(Area.level == "union").group_by(Area.area_type)
+        ).all()
+    )
+    assert rows == {1: 4566, 2: 309, 3: 285}

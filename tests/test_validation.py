@@ -1,0 +1,128 @@
+"""Every integrity rule of the data dictionary refuses bad input, naming the field and rule."""
+
+import pandas as pd
+import pytest
+
+from registry.validation import records_from_dicts, validate_records
+from tests.factories import default_members, household_record, member
+
+UNIONS = {"10040915": 1, "10040999": 2}
+
+
+def issues_for(record, members):
+    hh, mem = records_from_dicts(record, members)
+    result = validate_records(hh, mem, union_area_types=UNIONS)
+    return {(i.field, i.rule) for i in result.issues}, result
+
+
+def test_valid_household_has_no_issues():
+    issues, result = issues_for(household_record(), default_members())
+    assert issues == set()
+    assert result.households.loc[0, "rooms"] == 2
+    assert result.members["age_years"].tolist() == [40, 35, 8]
+
+
+@pytest.mark.parametrize(
+    "field,value,rule_part",
+    [
+        ("dwelling_structure", 7, "one of 1, 2, 3, 4"),
+        ("rooms", 25, "<= 20"),
+        ("rooms", "two", "integer"),
+        ("land_cultivable_decimal", -1, ">= 0"),
+        ("toilet_shared", "maybe", "0/1"),
+        ("interview_date", "15/01/2026", "YYYY-MM-DD"),
+        ("union_code", "10049999", "unknown union code"),
+        ("area_type", 3, "must match the union's area type"),
+        ("safety_net_benefits", "OAA;XYZ", "codes from"),
+        ("electricity", None, "required"),
+    ],
+)
+def test_household_field_rules(field, value, rule_part):
+    record = household_record()
+    record[field] = value
+    issues, _ = issues_for(record, default_members())
+    assert any(f == field and rule_part in r for f, r in issues), issues
+
+
+@pytest.mark.parametrize(
+    "overrides,field,rule_part",
+    [
+        ({"sex": 4}, "sex", "one of"),
+        ({"age_years": 130}, "age_years", "<= 120"),
+        ({"nid_number": "12345"}, "nid_number", "10, 13 or 17 digits"),
+        ({"birth_reg_number": "1234"}, "birth_reg_number", "17 digits"),
+        ({"mobile_number": "02123456789"}, "mobile_number", "01XXXXXXXXX"),
+        ({"name_bn": None, "name_en": None}, "name_bn", "at least one of"),
+        ({"age_years": None, "date_of_birth": None}, "age_years", "age_years or date_of_birth"),
+        ({"pregnant_or_lactating": True}, "pregnant_or_lactating", "women aged 12-55"),
+        ({"date_of_birth": "2027-01-01", "age_years": None}, "date_of_birth", "on or before the interview date"),
+    ],
+)
+def test_member_field_rules(overrides, field, rule_part):
+    members = default_members()
+    members[0].update(overrides)
+    issues, _ = issues_for(household_record(), members)
+    assert any(f == field and rule_part in r for f, r in issues), issues
+
+
+def test_exactly_one_head_and_unique_line_numbers():
+    members = default_members()
+    members[1]["relation_to_head"] = 1
+    members[2]["line_no"] = 2
+    issues, _ = issues_for(household_record(), members)
+    assert (
+        "relation_to_head",
+        "a household needs exactly one member with relation_to_head=1 (head); found this many",
+    ) in issues
+    assert ("line_no", "line_no must be unique within the household") in issues
+
+
+def test_age_is_derived_from_date_of_birth_at_interview():
+    members = default_members()
+    members[0].update(age_years=None, date_of_birth="1980-06-30")
+    _, result = issues_for(household_record(interview_date="2026-01-15"), members)
+    assert result.members.loc[0, "age_years"] == 45
+
+
+def test_duplicate_nid_within_file_and_against_registry():
+    members = default_members()
+    members[1]["nid_number"] = members[0]["nid_number"]
+    hh, mem = records_from_dicts(household_record(), members)
+    result = validate_records(hh, mem, union_area_types=UNIONS, registered_nids=lambda nids: {members[0]["nid_number"]})
+    rules = [(i.field, i.row, i.rule) for i in result.issues]
+    assert ("nid_number", 2, "national ID appears more than once in the file") in rules
+    assert ("nid_number", 1, "national ID already held by a current member of another household") in rules
+
+
+def test_issue_names_file_row_household_value():
+    members = default_members()
+    members[2]["sex"] = 9
+    record = household_record()
+    _, result = issues_for(record, members)
+    (issue,) = result.issues
+    assert (issue.file, issue.row, issue.household_id, issue.field, issue.value) == (
+        "members",
+        3,
+        record["household_id"],
+        "sex",
+        "9",
+    )
+
+
+def test_member_of_unknown_household():
+    record = household_record()
+    hh, mem = records_from_dicts(record, [member(1)])
+    mem.loc[0, "household_id"] = "10040915-999999"
+    result = validate_records(hh, mem, union_area_types=UNIONS)
+    assert any(i.rule == "no household with this household_id in the file" for i in result.issues)
+
+
+def test_string_input_like_a_csv_is_accepted():
+    record = {k: ("" if v is None else str(v)) for k, v in household_record().items()}
+    members = [{k: ("" if v is None else str(v)) for k, v in m.items()} for m in default_members()]
+    hh = pd.DataFrame([record], dtype=str)
+    mem = pd.DataFrame(members, dtype=str)
+    mem["household_id"] = record["household_id"]
+    result = validate_records(hh, mem, union_area_types=UNIONS)
+    assert result.issues == []
+    assert result.households.loc[0, "toilet_shared"] is False or result.households.loc[0, "toilet_shared"] == False  # noqa: E712
