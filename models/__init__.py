@@ -4,6 +4,7 @@ from models.audit import AuditEvent
 from models.base import Base, db
 from models.geo import Area
 from models.household import Household, HouseholdVersion, Member
+from models.job import Job
 from models.user import ApiToken, User, user_areas
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "Base",
     "Household",
     "HouseholdVersion",
+    "Job",
     "Member",
     "User",
     "db",

@@ -146,3 +146,22 @@ def _register_domain_commands() -> None:
 
 DOMAIN_COMMANDS: tuple[tuple[str, str], ...] = ()
 _register_domain_commands()
+
+
+@main.command("worker")
+@click.option("--once", is_flag=True, help="Run the queued jobs, then exit.")
+@click.option("--poll", default=2.0, show_default=True, help="Seconds between polls of an empty queue.")
+@with_appcontext
+def worker(once, poll):
+    """Run background jobs (imports, re-scores) from the job table; survives restarts."""
+    from registry import jobs
+
+    if once:
+        ran = jobs.run_pending()
+        click.echo(f"ran {ran} job(s)")
+        return
+    click.echo(f"worker started; polling every {poll:g} s (Ctrl-C to stop)")
+    try:
+        jobs.work_forever(poll_seconds=poll)
+    except KeyboardInterrupt:
+        click.echo("worker stopped")
