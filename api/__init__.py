@@ -9,6 +9,8 @@ from api.errors import unauthorized
 from registry.users import user_for_token
 
 API_PREFIX = "/api/v1"
+#: API modules, each exposing a flask-smorest Blueprint ``blp`` (one module per feature).
+API_MODULES: tuple[str, ...] = ("api.meta", "api.households")
 
 
 class RegistryApi(Api):
@@ -31,11 +33,12 @@ def init_api(app: Flask) -> RegistryApi:
             "security": [{"bearerAuth": []}],
         },
     )
-    from api import households, meta
+    import importlib
 
-    for module in (meta, households):
-        api.register_blueprint(module.blp)
-        csrf.exempt(module.blp)
+    for module_name in API_MODULES:
+        blueprint = importlib.import_module(module_name).blp
+        api.register_blueprint(blueprint)
+        csrf.exempt(blueprint)
     # Token-authenticated requests carry no cookies, so CSRF does not apply to the API.
     app.before_request(_authenticate)
     return api

@@ -84,12 +84,18 @@ def _select_locale() -> str:
     return request.accept_languages.best_match(current_app.config["LANGUAGES"]) or "en"
 
 
+#: Page modules, each exposing a Blueprint ``bp`` (one module per feature).
+WEB_MODULES: tuple[str, ...] = ("web.views",)
+
+
 def _register_blueprints(app: Flask) -> None:
+    import importlib
+
     from api import init_api
-    from web.views import bp as web_bp
 
     init_api(app)
-    app.register_blueprint(web_bp)
+    for module_name in WEB_MODULES:
+        app.register_blueprint(importlib.import_module(module_name).bp)
 
 
 def _register_request_hooks(app: Flask) -> None:

@@ -18,6 +18,27 @@ from web.forms import LoginForm
 
 bp = Blueprint("web", __name__)
 
+#: Navigation entries added by each page module: (label, endpoint, roles or None for everyone).
+NAV_ITEMS: list[tuple[str, str, frozenset[str] | None]] = []
+
+
+def register_nav(label, endpoint: str, roles=None) -> None:
+    """Add a top-navigation link shown to ``roles`` (all signed-in users when None)."""
+    if not any(item[1] == endpoint for item in NAV_ITEMS):
+        NAV_ITEMS.append((label, endpoint, frozenset(roles) if roles else None))
+
+
+@bp.app_context_processor
+def inject_nav():
+    if not current_user.is_authenticated:
+        return {"nav_items": []}
+    items = [
+        {"label": label, "url": url_for(endpoint)}
+        for label, endpoint, roles in NAV_ITEMS
+        if roles is None or current_user.role in roles
+    ]
+    return {"nav_items": items}
+
 PUBLIC_ENDPOINTS = {"web.login", "web.healthz", "web.set_language", "static"}
 
 
