@@ -5,6 +5,7 @@ from models.base import Base, db
 from models.geo import Area
 from models.household import Household, HouseholdVersion, Member
 from models.job import Job
+from models.pmt import PmtModel
 from models.user import ApiToken, User, user_areas
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "HouseholdVersion",
     "Job",
     "Member",
+    "PmtModel",
     "User",
     "db",
     "user_areas",
