@@ -6,6 +6,7 @@ from models.geo import Area
 from models.household import Household, HouseholdVersion, Member
 from models.job import Job
 from models.pmt import PmtModel
+from models.score import HouseholdScore, ScoreRun
 from models.user import ApiToken, User, user_areas
 
 __all__ = [
@@ -14,10 +15,12 @@ __all__ = [
     "AuditEvent",
     "Base",
     "Household",
+    "HouseholdScore",
     "HouseholdVersion",
     "Job",
     "Member",
     "PmtModel",
+    "ScoreRun",
     "User",
     "db",
     "user_areas",
