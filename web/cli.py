@@ -144,7 +144,7 @@ def _register_domain_commands() -> None:
         main.add_command(getattr(importlib.import_module(module_name), attribute))
 
 
-DOMAIN_COMMANDS: tuple[tuple[str, str], ...] = ()
+DOMAIN_COMMANDS: tuple[tuple[str, str], ...] = (("web.cli_synth", "synth_command"),)
 _register_domain_commands()
 
 

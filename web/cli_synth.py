@@ -6,6 +6,7 @@ before anything is set up. Register it on the ``socreg`` group with ``main.add_c
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def synth_command(households: int, seed: int, out_dir: Path, survey_households: 
     started = time.perf_counter()
     total = households + (survey_households or 0)
     # The bar goes to stderr so that stdout carries only the summary (scripts may parse it).
-    with tqdm(total=total, unit="hh", unit_scale=True, desc="synth", file=click.get_text_stream("stderr")) as bar:
+    with tqdm(total=total, unit="hh", unit_scale=True, desc="synth", file=sys.stderr) as bar:
 
         def progress(done: int) -> None:
             bar.update(done - bar.n)
