@@ -10,7 +10,18 @@ from registry.users import user_for_token
 
 API_PREFIX = "/api/v1"
 #: API modules, each exposing a flask-smorest Blueprint ``blp`` (one module per feature).
-API_MODULES: tuple[str, ...] = ("api.meta", "api.households")
+API_MODULES: tuple[str, ...] = (
+    "api.meta",
+    "api.households",
+    "api.grievances",
+    "api.validation",
+    "api.pmt",
+    "api.change_requests",
+    "api.household_history",
+    "api.programmes",
+    "api.imports",
+    "api.scoring",
+)
 
 
 class RegistryApi(Api):

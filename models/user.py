@@ -30,6 +30,7 @@ class User(UserMixin, db.Model):
     username: Mapped[str] = mapped_column(String(80), unique=True)
     full_name: Mapped[str | None] = mapped_column(String(120))
     role: Mapped[str] = mapped_column(String(30))
+    ministry: Mapped[str | None] = mapped_column(String(120))  # programme officers: the ministry they work for
     #: argon2id hash (see ``registry.users``).
     password_hash: Mapped[str] = mapped_column(String(255))
     is_active_user: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -40,7 +40,7 @@ PROGRESS_INTERVAL = 0.5
 Handler = Callable[["JobContext"], dict]
 _HANDLERS: dict[str, Handler] = {}
 #: Modules that register handlers; imported by the worker before it claims anything.
-HANDLER_MODULES: list[str] = []
+HANDLER_MODULES: list[str] = ["registry.importer", "targeting.calibration_jobs", "registry.dedup", "targeting.scoring"]
 
 
 class JobError(RuntimeError):

@@ -85,7 +85,16 @@ def _select_locale() -> str:
 
 
 #: Page modules, each exposing a Blueprint ``bp`` (one module per feature).
-WEB_MODULES: tuple[str, ...] = ("web.views",)
+WEB_MODULES: tuple[str, ...] = (
+    "web.views",
+    "web.pmt",
+    "web.grievances",
+    "web.validation",
+    "web.imports",
+    "web.change_requests",
+    "web.programmes",
+    "web.scoring",
+)
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -122,7 +122,10 @@ def demo(no_serve, households, host, port):
     from registry.demo import DEFAULT_DEMO_HOUSEHOLDS, run_demo_setup
 
     started = time.perf_counter()
+    from targeting.demo import setup_demo_targeting
+
     report = run_demo_setup(households or DEFAULT_DEMO_HOUSEHOLDS, echo=click.echo)
+    setup_demo_targeting(echo=click.echo)
     click.echo(f"demo set-up done in {time.perf_counter() - started:.1f} s")
     click.echo("")
     click.echo("Demo users (username / password / role / areas):")
@@ -144,7 +147,13 @@ def _register_domain_commands() -> None:
         main.add_command(getattr(importlib.import_module(module_name), attribute))
 
 
-DOMAIN_COMMANDS: tuple[tuple[str, str], ...] = (("web.cli_synth", "synth_command"),)
+DOMAIN_COMMANDS: tuple[tuple[str, str], ...] = (
+    ("web.cli_synth", "synth_command"),
+    ("web.cli_import", "import_command"),
+    ("web.cli_dedup", "dedup_group"),
+    ("web.cli_programmes", "lists_group"),
+    ("web.cli_pmt", "pmt_group"),
+)
 _register_domain_commands()
 
 

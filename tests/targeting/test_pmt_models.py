@@ -318,8 +318,9 @@ def test_report_files_are_served_only_from_the_report_folder(db_session, result,
     source = tmp_path / "source"
     source.mkdir()
     (source / "report.json").write_text("{}", encoding="utf-8")
-    model = pmt_models.store_calibration(result, name="m", method="wls", actor=statisticians[0],
-                                         instance_path=tmp_path, report_source=source)
+    model = pmt_models.store_calibration(
+        result, name="m", method="wls", actor=statisticians[0], instance_path=tmp_path, report_source=source
+    )
     folder = pmt_models.report_dir(model, tmp_path)
     (folder / "plot_a.png").write_bytes(b"\x89PNG fake")
     (tmp_path / "secret.png").write_bytes(b"secret")
@@ -411,8 +412,9 @@ def spec_file(tmp_path):
 
 def test_cli_calibrate_prints_metrics_and_writes_the_report(runner, survey, spec_file, tmp_path, db_session):
     out = tmp_path / "report"
-    result = runner.invoke(args=["pmt", "calibrate", "--survey", str(survey[0]), "--spec", str(spec_file),
-                                 "--out", str(out)])
+    result = runner.invoke(
+        args=["pmt", "calibrate", "--survey", str(survey[0]), "--spec", str(spec_file), "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert "members: " in result.stderr and "survey_members.csv" in result.stderr  # the sibling file was found
     assert "fitted 1,500 survey households" in result.stdout
@@ -424,9 +426,25 @@ def test_cli_calibrate_prints_metrics_and_writes_the_report(runner, survey, spec
 
 
 def test_cli_calibrate_save_stores_a_draft_with_its_report(runner, survey, spec_file, tmp_path, statisticians, app):
-    result = runner.invoke(args=["pmt", "calibrate", "--survey", str(survey[0]), "--members", str(survey[1]),
-                                 "--spec", str(spec_file), "--out", str(tmp_path / "r"), "--save", "--name", "cli",
-                                 "--user", statisticians[0].username])
+    result = runner.invoke(
+        args=[
+            "pmt",
+            "calibrate",
+            "--survey",
+            str(survey[0]),
+            "--members",
+            str(survey[1]),
+            "--spec",
+            str(spec_file),
+            "--out",
+            str(tmp_path / "r"),
+            "--save",
+            "--name",
+            "cli",
+            "--user",
+            statisticians[0].username,
+        ]
+    )
     assert result.exit_code == 0, result.output
     model_id = int(result.stdout.split("saved draft model ")[1].split()[0])
     model = pmt_models.get_model(model_id)
@@ -455,8 +473,9 @@ def test_cli_calibrate_names_the_bad_spec_key_or_file(runner, survey, tmp_path, 
     result = runner.invoke(args=["pmt", "calibrate", "--survey", str(tmp_path / "none.csv"), "--spec", str(bad)])
     assert result.exit_code == 1 and "does not exist" in result.output
     viewer = make_user("viewer")
-    result = runner.invoke(args=["pmt", "calibrate", "--survey", str(survey[0]), "--spec", str(bad), "--save",
-                                 "--user", viewer.username])
+    result = runner.invoke(
+        args=["pmt", "calibrate", "--survey", str(survey[0]), "--spec", str(bad), "--save", "--user", viewer.username]
+    )
     assert result.exit_code == 1 and "only a statistician" in result.output
 
 
@@ -482,8 +501,9 @@ def test_cli_lifecycle_compare_and_export(runner, result, result_national, stati
     assert runner.invoke(args=["pmt", "show", "999999"]).exit_code == 1
     compared = runner.invoke(args=["pmt", "compare", str(first.id), str(second.id), "--coverage", "0.5"])
     assert compared.exit_code == 0, compared.output
-    assert "out_of_sample/r2" in compared.output and "entering" in compared.output and "over 2 registry" in \
-        compared.output
+    assert (
+        "out_of_sample/r2" in compared.output and "entering" in compared.output and "over 2 registry" in compared.output
+    )
     as_json = runner.invoke(args=["pmt", "compare", str(first.id), str(second.id), "--json", "--no-registry"])
     assert as_json.exit_code == 0 and '"eligibility": null' in as_json.output
     exported = runner.invoke(args=["pmt", "export-scorecard", str(second.id)])
@@ -491,8 +511,12 @@ def test_cli_lifecycle_compare_and_export(runner, result, result_national, stati
     rows = list(csv.DictReader(io.StringIO(exported.stdout)))
     assert {r["stratum"] for r in rows} == {"rural", "urban"} and rows[0]["feature"] == "(intercept)"
     target = tmp_path / "card.json"
-    assert runner.invoke(args=["pmt", "export-scorecard", str(second.id), "--format", "json", "--out",
-                               str(target)]).exit_code == 0
+    assert (
+        runner.invoke(
+            args=["pmt", "export-scorecard", str(second.id), "--format", "json", "--out", str(target)]
+        ).exit_code
+        == 0
+    )
     assert '"rows"' in target.read_text(encoding="utf-8")
     missing = runner.invoke(args=["pmt", "export-scorecard", str(second.id), "--method", "lasso"])
     assert missing.exit_code == 1 and "no scorecard for method 'lasso'" in missing.output

@@ -1,0 +1,403 @@
+"""Benchmark of field updates: concurrent clients submitting and approving change requests over HTTP.
+
+    python bench/approval_bench.py                       # 200,000 households, 8 clients, 60 s
+    python bench/approval_bench.py --households 20000 --seconds 20 --keep
+    python bench/approval_bench.py --database-url postgresql://postgres@127.0.0.1:5432/socreg_bench_x  # reuse
+    python bench/approval_bench.py --profile 40          # also: where one submit+approve cycle spends its time
+
+1. Creates a fresh PostgreSQL database (server from ``SOCREG_DATABASE_URL``, default
+   ``postgresql://postgres@127.0.0.1:5432/postgres``), migrates it, loads the geography and
+   imports ``--households`` synthetic households (``registry.synth`` + ``registry.importer``,
+   the ``socreg import`` path). ``--database-url`` reuses a prepared database instead.
+2. Starts the real server (``socreg serve``: gunicorn, ``--workers`` x ``--threads``) on 127.0.0.1.
+3. Runs ``--clients`` threads for ``--seconds``: each repeatedly submits an ``edit_household``
+   change request as an enumerator (``POST /api/v1/change-requests``) and approves it as a
+   supervisor (``POST /api/v1/change-requests/{id}/approve``), on its own households (so no
+   409 is expected), over keep-alive HTTP connections.
+4. Prints approvals/s, p50/p95/p99 latency of submits, approvals and whole cycles, and the error
+   count by status. The first ``--warmup`` seconds are not counted.
+
+The clients run on the same machine as the server and the database: their CPU is part of the
+figure. The machine's load average is printed because other processes skew the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+DIVISIONS = ("10", "20", "30", "40", "45", "50", "55", "60")
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _fresh_database(server_url: str) -> tuple[str, callable]:
+    from config import normalise_database_url
+
+    url = make_url(normalise_database_url(server_url))
+    name = f"socreg_bench_cr_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+
+    def drop():
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return url.set(database=name).render_as_string(hide_password=False), drop
+
+
+def _prepare(url: str, households: int, seed: int, clients: int) -> dict:
+    """Migrate, load geography and households (unless there already are enough), create users and tokens."""
+    from flask_migrate import upgrade
+    from sqlalchemy import func, select
+
+    from models import Area, Household, db
+    from registry import importer, synth
+    from registry.geo import load_geography
+    from registry.users import create_user, get_user_by_username, issue_token
+    from web.app import create_app
+
+    app = create_app("development", SQLALCHEMY_DATABASE_URI=url)
+    with app.app_context():
+        upgrade()
+        if not db.session.scalar(select(func.count()).select_from(Area)):
+            load_geography()
+            db.session.commit()
+        have = db.session.scalar(select(func.count()).select_from(Household))
+        if have < households:
+            with tempfile.TemporaryDirectory() as tmp:
+                started = time.perf_counter()
+                synth.generate(Path(tmp), households, seed)
+                _log(f"generated {households:,} households in {time.perf_counter() - started:.0f} s")
+                started = time.perf_counter()
+                result = importer.import_files(Path(tmp) / "households.csv", Path(tmp) / "members.csv", actor=None)
+                if result.outcome != "imported":
+                    raise SystemExit(f"import failed: {result.outcome} {result.first_issues[:3]}")
+                db.session.commit()
+                _log(f"imported {households:,} households in {time.perf_counter() - started:.0f} s")
+        tokens = []
+        for i in range(clients):
+            pair = {}
+            for role in ("enumerator", "supervisor"):
+                name = f"bench_{role}_{i}"
+                user = get_user_by_username(name) or create_user(
+                    name, role, "bench password 123", area_codes=list(DIVISIONS)
+                )
+                pair[role] = issue_token(user)
+            tokens.append(pair)
+        # Each client gets its own households (so the one-pending rule never refuses it) and their versions.
+        rows = db.session.execute(
+            select(Household.household_id, Household.current_version)
+            .where(Household.status == "active")
+            .order_by(func.random())
+            .limit(clients * 4000)
+        ).all()
+        db.session.commit()
+        db.engine.dispose()
+    shares = [{r.household_id: r.current_version for r in rows[i::clients]} for i in range(clients)]
+    return {"tokens": tokens, "households": shares}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server(url: str, port: int, workers: int, threads: int) -> subprocess.Popen:
+    env = dict(os.environ)
+    env.update(
+        SOCREG_DATABASE_URL=url,
+        SOCREG_ENV="production",
+        SOCREG_SECRET_KEY="bench-secret-key-0123456789-abcdefghijklmnop",
+        SOCREG_INSTANCE_PATH=tempfile.mkdtemp(prefix="socreg-bench-"),
+    )
+    socreg = Path(sys.executable).parent / "socreg"
+    proc = subprocess.Popen(
+        [
+            str(socreg),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                conn.close()
+                return proc
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit("server did not start within 120 s")
+
+
+class Client(threading.Thread):
+    """Submit an edit as an enumerator, approve it as a supervisor, again and again."""
+
+    def __init__(self, port: int, tokens: dict, households: dict, stop_at: float, count_from: float):
+        super().__init__(daemon=True)
+        self.port = port
+        self.tokens = tokens
+        self.households = households
+        self.order = list(households)
+        random.shuffle(self.order)
+        self.stop_at = stop_at
+        self.count_from = count_from
+        self.submit_ms: list[float] = []
+        self.approve_ms: list[float] = []
+        self.cycle_ms: list[float] = []
+        self.approvals = 0
+        self.errors: Counter = Counter()
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    def _post(self, path: str, token: str, body: dict | None) -> tuple[int, dict, float]:
+        data = json.dumps(body).encode() if body is not None else b""
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        started = time.perf_counter()
+        try:
+            self.conn.request("POST", path, body=data, headers=headers)
+            response = self.conn.getresponse()
+            payload = response.read()
+        except (OSError, http.client.HTTPException):
+            self.conn.close()
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            return 0, {}, (time.perf_counter() - started) * 1000
+        elapsed = (time.perf_counter() - started) * 1000
+        try:
+            parsed = json.loads(payload) if payload else {}
+        except ValueError:
+            parsed = {}
+        return response.status, parsed, elapsed
+
+    def run(self) -> None:
+        i = 0
+        while time.monotonic() < self.stop_at:
+            household_id = self.order[i % len(self.order)]
+            i += 1
+            version = self.households[household_id]
+            counted = time.monotonic() >= self.count_from
+            cycle_started = time.perf_counter()
+            status, body, ms = self._post(
+                "/api/v1/change-requests",
+                self.tokens["enumerator"],
+                {
+                    "kind": "edit_household",
+                    "household_id": household_id,
+                    "base_version": version,
+                    "reason": "bench: poultry count updated",
+                    "household": {"poultry": random.randint(0, 400)},
+                },
+            )
+            if counted:
+                self.submit_ms.append(ms)
+            if status != 201:
+                if counted:
+                    self.errors[f"submit {status} {body.get('error', {}).get('code', '')}".strip()] += 1
+                if status == 409 and body.get("error", {}).get("details", {}).get("current_version"):
+                    self.households[household_id] = body["error"]["details"]["current_version"]
+                continue
+            status, body, ms = self._post(
+                f"/api/v1/change-requests/{body['id']}/approve", self.tokens["supervisor"], None
+            )
+            if counted:
+                self.approve_ms.append(ms)
+            if status == 200 and body.get("status") == "approved":
+                self.households[household_id] = body["applied_version"]
+                if counted:
+                    self.approvals += 1
+                    self.cycle_ms.append((time.perf_counter() - cycle_started) * 1000)
+            elif counted:
+                self.errors[f"approve {status} {body.get('error', {}).get('code', '')}".strip()] += 1
+        self.conn.close()
+
+
+def _machine_speed() -> str:
+    """A crude CPU speed probe (pure Python and a small pandas operation), to compare runs across machines."""
+    import pandas as pd
+
+    started = time.perf_counter()
+    total = 0
+    for i in range(1_000_000):
+        total += i
+    loop_ms = (time.perf_counter() - started) * 1000
+    series = pd.Series([1, 2, 3])
+    started = time.perf_counter()
+    for _ in range(500):
+        _ = (series > 1) & (series < 3)
+    pandas_us = (time.perf_counter() - started) * 1e6 / 500
+    return f"1M-iteration Python loop {loop_ms:.0f} ms, pandas compare-and {pandas_us:.0f} us"
+
+
+def _percentiles(values: list[float]) -> str:
+    if len(values) < 2:
+        return f"n={len(values)}" + (f" ({values[0]:.1f} ms)" if values else "")
+    q = statistics.quantiles(values, n=100, method="inclusive")
+    return f"p50 {q[49]:7.1f} ms   p95 {q[94]:7.1f} ms   p99 {q[98]:7.1f} ms   (n={len(values)})"
+
+
+def _profile(url: str, cycles: int, prepared: dict) -> None:
+    """Run ``cycles`` submit+approve cycles in-process (Flask test client) under cProfile."""
+    import cProfile
+    import io
+    import pstats
+
+    from web.app import create_app
+
+    os.environ.setdefault("SOCREG_INSTANCE_PATH", tempfile.mkdtemp(prefix="socreg-bench-"))
+    app = create_app("development", SQLALCHEMY_DATABASE_URI=url)
+    client = app.test_client()
+    tokens = prepared["tokens"][0]
+    households = dict(list(prepared["households"][0].items())[: cycles + 5])
+    # Warm up (imports, caches), then profile.
+    ids = list(households)
+
+    def cycle(household_id):
+        r = client.post(
+            "/api/v1/change-requests",
+            json={
+                "kind": "edit_household",
+                "household_id": household_id,
+                "base_version": households[household_id],
+                "reason": "profile",
+                "household": {"poultry": random.randint(0, 400)},
+            },
+            headers={"Authorization": f"Bearer {tokens['enumerator']}"},
+        )
+        if r.status_code != 201:
+            return
+        a = client.post(
+            f"/api/v1/change-requests/{r.json['id']}/approve",
+            headers={"Authorization": f"Bearer {tokens['supervisor']}"},
+        )
+        if a.status_code == 200:
+            households[household_id] = a.json["applied_version"]
+
+    for household_id in ids[:3]:
+        cycle(household_id)
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    for household_id in ids[3 : 3 + cycles]:
+        cycle(household_id)
+    profiler.disable()
+    elapsed = time.perf_counter() - started
+    print(f"\nprofile: {cycles} cycles in-process, {1000 * elapsed / cycles:.1f} ms per cycle (with profiler overhead)")
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out).sort_stats("cumulative")
+    stats.print_stats(r"(registry|api|web)/.*\.py", 25)
+    print("\n".join(line for line in out.getvalue().splitlines() if line.strip())[:6000])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--households", type=int, default=200_000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--database-url", default=None, help="reuse this prepared database (not dropped)")
+    parser.add_argument("--keep", action="store_true", help="keep the fresh database (prints its URL)")
+    parser.add_argument("--profile", type=int, default=0, metavar="CYCLES", help="also profile CYCLES cycles")
+    args = parser.parse_args(argv)
+
+    server = os.environ.get("SOCREG_DATABASE_URL") or DEFAULT_SERVER
+    drop = None
+    if args.database_url:
+        url = args.database_url
+    else:
+        url, drop = _fresh_database(server)
+    _log(f"database {make_url(url).database}")
+    proc = None
+    try:
+        started = time.perf_counter()
+        prepared = _prepare(url, args.households, args.seed, args.clients)
+        _log(f"prepared in {time.perf_counter() - started:.0f} s")
+        port = _free_port()
+        proc = _start_server(url, port, args.workers, args.threads)
+        _log(f"server up on 127.0.0.1:{port} ({args.workers} workers x {args.threads} threads)")
+        load_before = os.getloadavg()
+        now = time.monotonic()
+        count_from = now + args.warmup
+        stop_at = count_from + args.seconds
+        clients = [
+            Client(port, prepared["tokens"][i], prepared["households"][i], stop_at, count_from)
+            for i in range(args.clients)
+        ]
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join()
+        load_after = os.getloadavg()
+        approvals = sum(c.approvals for c in clients)
+        errors = sum((c.errors for c in clients), Counter())
+        print(
+            f"\napproval benchmark: {args.households:,} households, {args.clients} clients, {args.seconds:g} s "
+            f"(after {args.warmup:g} s warm-up), server {args.workers}x{args.threads}, {os.cpu_count()} CPUs"
+        )
+        print(f"approvals/s   {approvals / args.seconds:8.1f}   ({approvals} approvals)")
+        print(f"submit        {_percentiles([m for c in clients for m in c.submit_ms])}")
+        print(f"approve       {_percentiles([m for c in clients for m in c.approve_ms])}")
+        print(f"cycle         {_percentiles([m for c in clients for m in c.cycle_ms])}")
+        print(f"errors        {sum(errors.values())}" + (f"  {dict(errors)}" if errors else ""))
+        print(f"load average  {load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min)")
+        print(f"cpu probe     {_machine_speed()}")
+        if args.profile:
+            _profile(url, args.profile, prepared)
+    finally:
+        if proc is not None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        if drop is not None:
+            if args.keep:
+                _log(f"kept database: {url}")
+            else:
+                drop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

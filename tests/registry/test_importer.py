@@ -1,0 +1,554 @@
+"""Bulk import: validation rules, all-or-nothing, idempotence, --skip-invalid, encodings, concurrency."""
+
+from __future__ import annotations
+
+import csv
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import delete, func, select
+
+from models import AuditEvent, Household, HouseholdVersion, Job, Member
+from models.codes import HOUSEHOLD_FIELD_NAMES, MEMBER_FIELD_NAMES
+from registry import importer, jobs
+from registry.access import AccessDenied
+from registry.households import snapshot_of
+from registry.importer import ImportFileError, import_files
+from registry.synth import generate
+from registry.validation import validate_records
+from tests.factories import default_members, household_record, member
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def write_files(directory: Path, households: list[tuple[dict, list[dict]]], *, bom: bool = False) -> tuple[Path, Path]:
+    """Write (record, members) pairs in the import format."""
+    directory.mkdir(parents=True, exist_ok=True)
+    hh_path, m_path = directory / "households.csv", directory / "members.csv"
+    encoding = "utf-8-sig" if bom else "utf-8"
+    with open(hh_path, "w", encoding=encoding, newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(HOUSEHOLD_FIELD_NAMES)
+        for record, _members in households:
+            writer.writerow([_cell(record.get(f)) for f in HOUSEHOLD_FIELD_NAMES])
+    with open(m_path, "w", encoding=encoding, newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(MEMBER_FIELD_NAMES)
+        for record, members in households:
+            for m in members:
+                row = {**m, "household_id": m.get("household_id", record["household_id"])}
+                writer.writerow([_cell(row.get(f)) for f in MEMBER_FIELD_NAMES])
+    return hh_path, m_path
+
+
+def read_report(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def good(n: int) -> list[tuple[dict, list[dict]]]:
+    return [(household_record(), default_members()) for _ in range(n)]
+
+
+def count(model) -> int:
+    from models import db
+
+    return db.session.scalar(select(func.count()).select_from(model))
+
+
+@pytest.fixture
+def synth_files(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("synth")
+    generate(directory, households=40, seed=4242)
+    return directory / "households.csv", directory / "members.csv"
+
+
+def assert_snapshots_match(household_ids):
+    from models import db
+
+    for household in db.session.scalars(select(Household).where(Household.household_id.in_(household_ids))):
+        version = db.session.scalar(select(HouseholdVersion).where(HouseholdVersion.household_pk == household.id))
+        assert version.version_no == 1 == household.current_version
+        assert version.snapshot == snapshot_of(household), household.household_id
+
+
+# --- the happy path --------------------------------------------------------------------------
+
+
+def test_import_synthetic_files_in_several_buckets(db_session, synth_files, make_user):
+    admin = make_user("admin")
+    before = count(AuditEvent)
+    result = import_files(*synth_files, actor=admin, source_ref="job:1", bucket_households=7)
+    db_session.commit()
+    assert result.outcome == "imported" and result.issue_count == 0
+    assert result.households_imported == result.households_in_file == 40
+    assert result.members_imported == result.members_in_file
+    ids = pd.read_csv(synth_files[0], dtype=str)["household_id"].tolist()
+    households = db_session.scalars(select(Household).where(Household.household_id.in_(ids))).all()
+    assert len(households) == 40
+    h = households[0]
+    assert (h.upazila_code, h.district_code, h.division_code) == (h.union_code[:6], h.union_code[:4], h.union_code[:2])
+    assert h.status == "active" and h.current_version == 1 and h.created_at is not None
+    assert all(m.age_years is not None for m in h.members)
+    versions = db_session.scalars(select(HouseholdVersion).join(Household).where(Household.household_id.in_(ids))).all()
+    assert {(v.source, v.source_ref, v.created_by_id, v.version_no) for v in versions} == {
+        ("import", "job:1", admin.id, 1)
+    }
+    assert_snapshots_match(ids)
+    # One audit event for the whole import, not one per household.
+    events = db_session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(count(AuditEvent) - before))
+    assert [e.action for e in events] == ["import.completed"]
+
+
+def test_reimport_creates_nothing_new(db_session, synth_files):
+    first = import_files(*synth_files, actor=None, bucket_households=10)
+    households, members, versions = count(Household), count(Member), count(HouseholdVersion)
+    second = import_files(*synth_files, actor=None, bucket_households=10)
+    assert first.households_imported == 40
+    assert second.outcome == "imported" and second.issue_count == 0
+    assert second.households_imported == 0 and second.households_already_registered == 40
+    assert (count(Household), count(Member), count(HouseholdVersion)) == (households, members, versions)
+
+
+def test_existing_household_is_never_overwritten(db_session, tmp_path, households):
+    registered = households.create()
+    changed = dict(household_record(), household_id=registered.household_id, rooms=9)
+    data = [(changed, default_members()), *good(2)]
+    result = import_files(*write_files(tmp_path, data), actor=None)
+    assert result.households_imported == 2 and result.households_already_registered == 1
+    db_session.refresh(registered)
+    assert registered.rooms == 2 and registered.current_version == 1
+
+
+def test_bangla_text_round_trips_exactly_with_bom(db_session, tmp_path):
+    name = "মোছাম্মৎ রোকেয়া বেগম"
+    father = "আব্দুল করিম (মৃত)"
+    record = household_record(village='চর কুকরী, "দক্ষিণ" পাড়া', address="বাড়ি ১২,\nওয়ার্ড ৩")
+    members = default_members()
+    members[0] = member(1, name_bn=name, name_en=None, father_name=father, nid_number="1234567890")
+    write_files(tmp_path, [(record, members)], bom=True)
+    result = import_files(tmp_path / "households.csv", tmp_path / "members.csv", actor=None)
+    assert result.households_imported == 1
+    household = db_session.scalar(select(Household).where(Household.household_id == record["household_id"]))
+    head = household.members[0]
+    assert (head.name_bn, head.father_name) == (name, father)
+    assert household.village == record["village"] and household.address == record["address"]
+    assert_snapshots_match([record["household_id"]])
+
+
+def test_members_of_a_household_may_be_anywhere_in_the_file(db_session, tmp_path):
+    data = good(6)
+    write_files(tmp_path, data)
+    members = pd.read_csv(tmp_path / "members.csv", dtype=str, keep_default_na=False)
+    members.sample(frac=1, random_state=3).to_csv(tmp_path / "members.csv", index=False)
+    result = import_files(tmp_path / "households.csv", tmp_path / "members.csv", actor=None, bucket_households=2)
+    assert result.issue_count == 0 and result.households_imported == 6 and result.members_imported == 18
+
+
+def test_worker_processes_give_the_same_result(db_session, synth_files):
+    result = import_files(*synth_files, actor=None, bucket_households=10, workers=2)
+    assert result.outcome == "imported" and result.households_imported == 40
+
+
+# --- all or nothing ---------------------------------------------------------------------------
+
+
+def test_a_bad_row_at_the_end_leaves_the_registry_unchanged(db_session, synth_files, tmp_path):
+    members = pd.read_csv(synth_files[1], dtype=str, keep_default_na=False)
+    members.loc[len(members) - 1, "sex"] = "7"
+    members.to_csv(tmp_path / "members.csv", index=False)
+    before = (count(Household), count(Member), count(HouseholdVersion))
+    report = tmp_path / "report.csv"
+    result = import_files(synth_files[0], tmp_path / "members.csv", actor=None, report_path=report, bucket_households=9)
+    db_session.rollback()
+    assert result.outcome == "rejected" and result.households_imported == 0
+    assert (count(Household), count(Member), count(HouseholdVersion)) == before
+    rows = read_report(report)
+    assert len(rows) == 1
+    last_line = len(members) + 1  # the header is line 1
+    assert rows[0] == {
+        "file": "members.csv",
+        "row": str(last_line),
+        "household_id": members.loc[len(members) - 1, "household_id"],
+        "field": "sex",
+        "value": "7",
+        "rule": "one of 1, 2, 3",
+    }
+    assert result.issues_by_rule == {"sex: one of 1, 2, 3": 1}
+    assert result.first_issues[0]["row"] == last_line
+
+
+def test_skip_invalid_imports_the_valid_households_and_reports_the_rest(db_session, tmp_path):
+    data = good(5)
+    data[1][0]["rooms"] = 30
+    data[3][1][2]["sex"] = 9  # one bad member rejects the whole household
+    report = tmp_path / "report.csv"
+    result = import_files(*write_files(tmp_path, data), actor=None, skip_invalid=True, report_path=report)
+    assert result.outcome == "imported"
+    assert result.households_imported == 3 and result.members_imported == 9 and result.households_rejected == 2
+    registered = set(db_session.scalars(select(Household.household_id)))
+    assert {d[0]["household_id"] for d in data} & registered == {data[i][0]["household_id"] for i in (0, 2, 4)}
+    rows = read_report(report)
+    assert [(r["file"], r["row"], r["household_id"], r["field"]) for r in rows] == [
+        ("households.csv", "3", data[1][0]["household_id"], "rooms"),
+        ("members.csv", "13", data[3][0]["household_id"], "sex"),
+    ]
+
+
+# --- every rule, with a bad row -----------------------------------------------------------------
+
+
+def _rule_cases():
+    """(name, how to spoil the data, file, field, rule) for each rule the import enforces."""
+
+    def hh(field, value):
+        def spoil(data):
+            data[-1][0][field] = value
+
+        return spoil
+
+    def mem(field, value, index=0):
+        def spoil(data):
+            data[-1][1][index][field] = value
+
+        return spoil
+
+    def two_heads(data):
+        data[-1][1][1]["relation_to_head"] = 1
+
+    def no_head(data):
+        data[-1][1][0]["relation_to_head"] = 8
+
+    def dup_line(data):
+        data[-1][1][2]["line_no"] = 2
+
+    def dup_household(data):
+        data[-1][0]["household_id"] = data[0][0]["household_id"]
+        data[-1][0]["union_code"] = data[0][0]["union_code"]
+
+    def orphan(data):
+        data[-1][1].append(member(9, household_id="10040915-999999", relation_to_head=3))
+
+    def nid_twice(data):
+        data[-1][1][0]["nid_number"] = data[0][1][0]["nid_number"]
+
+    def no_name(data):
+        data[-1][1][0].update(name_bn=None, name_en=None)
+
+    def no_age(data):
+        data[-1][1][0].update(age_years=None, date_of_birth=None)
+
+    def born_after_interview(data):
+        data[-1][1][0].update(age_years=None, date_of_birth="2026-02-01")
+
+    def pregnant_man(data):
+        data[-1][1][0]["pregnant_or_lactating"] = True
+
+    def outside_union_prefix(data):
+        data[-1][0]["household_id"] = "10040916-000001"
+
+    def no_consent_date(data):
+        data[-1][0].update(consent_given=True, consent_date=None)
+
+    return [
+        ("unknown code", hh("dwelling_structure", 7), "households.csv", "dwelling_structure", "one of 1, 2, 3, 4"),
+        ("range", hh("rooms", 21), "households.csv", "rooms", "integer >= 0 and <= 20"),
+        ("not a number", hh("cattle", "two"), "households.csv", "cattle", "integer >= 0 and <= 1000"),
+        ("negative", hh("land_cultivable_decimal", -1), "households.csv", "land_cultivable_decimal", "number >= 0"),
+        ("required", hh("tenure", None), "households.csv", "tenure", "required"),
+        ("bool", hh("toilet_shared", "maybe"), "households.csv", "toilet_shared", "0/1, true/false or yes/no"),
+        ("date", hh("interview_date", "15/01/2026"), "households.csv", "interview_date", "date as YYYY-MM-DD"),
+        ("future date", hh("interview_date", "2999-01-01"), "households.csv", "interview_date", "not be in the future"),
+        ("codeset", hh("safety_net_benefits", "OAA;XYZ"), "households.csv", "safety_net_benefits", "';'-separated"),
+        ("text length", hh("village", "x" * 121), "households.csv", "village", "at most 120 characters"),
+        ("id format", hh("household_id", "ABC"), "households.csv", "household_id", "union code (8 digits)"),
+        ("id length", hh("household_id", "10040915-" + "1" * 20), "households.csv", "household_id", "at most 24"),
+        ("unknown union", hh("union_code", "99999999"), "households.csv", "union_code", "unknown union code"),
+        ("area type", hh("area_type", 2), "households.csv", "area_type", "must match the union's area type"),
+        ("id prefix", outside_union_prefix, "households.csv", "household_id", "must start with the household's union"),
+        ("consent date", no_consent_date, "households.csv", "consent_date", "required when consent_given"),
+        ("duplicate household", dup_household, "households.csv", "household_id", "duplicate household_id in file"),
+        ("no head", no_head, "households.csv", "relation_to_head", "exactly one member with relation_to_head=1"),
+        ("two heads", two_heads, "households.csv", "relation_to_head", "exactly one member with relation_to_head=1"),
+        ("duplicate line", dup_line, "members.csv", "line_no", "line_no must be unique within the household"),
+        ("orphan", orphan, "members.csv", "household_id", "no household with this household_id in the file"),
+        ("member code", mem("sex", 4), "members.csv", "sex", "one of 1, 2, 3"),
+        ("age range", mem("age_years", 130), "members.csv", "age_years", "integer >= 0 and <= 120"),
+        ("no name", no_name, "members.csv", "name_bn", "at least one of name_bn, name_en"),
+        ("no age", no_age, "members.csv", "age_years", "age_years or date_of_birth is required"),
+        ("dob", born_after_interview, "members.csv", "date_of_birth", "on or before the interview date"),
+        ("pregnant", pregnant_man, "members.csv", "pregnant_or_lactating", "only for women aged 12-55"),
+        ("nid format", mem("nid_number", "12345"), "members.csv", "nid_number", "10, 13 or 17 digits"),
+        ("brn format", mem("birth_reg_number", "123"), "members.csv", "birth_reg_number", "17 digits"),
+        ("mobile", mem("mobile_number", "+8801711"), "members.csv", "mobile_number", "Bangladeshi mobile number"),
+        ("nid twice in file", nid_twice, "members.csv", "nid_number", importer.NID_DUPLICATE_RULE),
+    ]
+
+
+@pytest.mark.parametrize(("case", "spoil", "file", "field", "rule"), _rule_cases(), ids=[c[0] for c in _rule_cases()])
+def test_every_rule_rejects_the_file_and_names_the_problem(db_session, tmp_path, case, spoil, file, field, rule):
+    data = good(4)
+    spoil(data)
+    before = count(Household)
+    # Rules that span households must also hold when they are validated in different buckets.
+    buckets = 2 if case in ("nid twice in file", "orphan", "duplicate household") else importer.BUCKET_HOUSEHOLDS
+    result = import_files(*write_files(tmp_path, data), actor=None, bucket_households=buckets)
+    assert result.outcome == "rejected", case
+    assert count(Household) == before
+    found = [(i["file"], i["field"], i["rule"]) for i in result.first_issues]
+    assert any(f == file and fld == field and rule in r for f, fld, r in found), found
+
+
+def test_nid_already_held_by_a_registry_member(db_session, tmp_path, households):
+    existing = households.create()
+    data = good(2)
+    data[1][1][0]["nid_number"] = existing.members[0].nid_number
+    result = import_files(*write_files(tmp_path, data), actor=None)
+    assert result.outcome == "rejected"
+    assert [(i["row"], i["field"], i["rule"]) for i in result.first_issues] == [
+        (5, "nid_number", importer.NID_REGISTERED_RULE)
+    ]
+
+
+def test_nid_rule_texts_match_the_validator():
+    def frames(nid_a, nid_b):
+        hh = pd.DataFrame([household_record(), household_record()], dtype=object)
+        members = [
+            {**member(1, nid_number=nid), "household_id": h}
+            for nid, h in ((nid_a, hh.loc[0, "household_id"]), (nid_b, hh.loc[1, "household_id"]))
+        ]
+        return hh, pd.DataFrame(members, dtype=object)
+
+    result = validate_records(
+        *frames("1234567890", "1234567890"),
+        union_area_types={"10040915": 1},
+        registered_nids=lambda nids: set(),
+    )
+    assert {i.rule for i in result.issues if i.field == "nid_number"} == {importer.NID_DUPLICATE_RULE}
+    result = validate_records(
+        *frames("1234567890", "1234567891"),
+        union_area_types={"10040915": 1},
+        registered_nids=lambda nids: {"1234567890"},
+    )
+    assert {i.rule for i in result.issues if i.field == "nid_number"} == {importer.NID_REGISTERED_RULE}
+
+
+# --- file-level problems: one clear message ----------------------------------------------------
+
+
+def test_file_problems_get_one_clear_message(db_session, tmp_path):
+    hh_path, m_path = write_files(tmp_path, good(2))
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(ImportFileError, match="empty.csv is empty"):
+        import_files(empty, m_path, actor=None)
+
+    header_only = tmp_path / "header.csv"
+    header_only.write_text(",".join(HOUSEHOLD_FIELD_NAMES) + "\n", encoding="utf-8")
+    with pytest.raises(ImportFileError, match="header but no data rows"):
+        import_files(header_only, m_path, actor=None)
+
+    with pytest.raises(ImportFileError, match="were the two files swapped"):
+        import_files(m_path, hh_path, actor=None)
+
+    missing = tmp_path / "missing.csv"
+    pd.read_csv(hh_path, dtype=str).drop(columns=["rooms", "tenure"]).to_csv(missing, index=False)
+    with pytest.raises(ImportFileError, match="lacks required households column\\(s\\): rooms, tenure"):
+        import_files(missing, m_path, actor=None)
+
+    latin = tmp_path / "latin1.csv"
+    text = hh_path.read_text(encoding="utf-8").replace("Char Kukri", "Chär Kukri")
+    latin.write_bytes(text.encode("latin-1"))
+    with pytest.raises(ImportFileError, match="latin1.csv is not UTF-8 text: byte 0xE4 on line 2"):
+        import_files(latin, m_path, actor=None)
+
+    other_hh, other_members = write_files(tmp_path / "other", good(2))
+    with pytest.raises(ImportFileError, match="none of its 6 rows belongs to a household in households.csv"):
+        import_files(hh_path, other_members, actor=None)
+
+
+# --- who may import ------------------------------------------------------------------------------
+
+
+def test_only_supervisors_and_admins_import(db_session, tmp_path, make_user):
+    files = write_files(tmp_path, good(1))
+    with pytest.raises(AccessDenied):
+        import_files(*files, actor=make_user("enumerator", areas=["10"]))
+
+
+def test_supervisor_imports_only_inside_their_areas(db_session, tmp_path, make_user):
+    supervisor = make_user("supervisor", areas=["30"])
+    result = import_files(*write_files(tmp_path, good(1)), actor=supervisor)
+    assert result.outcome == "rejected"
+    assert result.first_issues[0]["field"] == "union_code"
+    assert "outside the importing user's assigned areas (30)" in result.first_issues[0]["rule"]
+
+
+# --- the background job -------------------------------------------------------------------------
+
+
+def test_import_job_succeeds_and_records_the_outcome(db_session, tmp_path, make_user):
+    admin = make_user("admin")
+    hh_path, m_path = write_files(tmp_path, good(3))
+    job = jobs.enqueue(
+        "import",
+        {"households_path": str(hh_path), "members_path": str(m_path), "report_path": str(tmp_path / "r.csv")},
+        actor=admin,
+    )
+    db_session.commit()
+    jobs.run_pending()
+    job = db_session.get(Job, job.id)
+    assert job.status == "succeeded", job.error
+    assert job.result["households_imported"] == 3 and job.result["source_ref"] == f"job:{job.id}"
+    version = db_session.scalar(select(HouseholdVersion).where(HouseholdVersion.source_ref == f"job:{job.id}"))
+    assert version.created_by_id == admin.id
+
+
+def test_rejected_import_job_fails_but_keeps_its_summary(db_session, tmp_path, make_user):
+    admin = make_user("admin")
+    data = good(2)
+    data[1][0]["rooms"] = 99
+    hh_path, m_path = write_files(tmp_path, data)
+    report = tmp_path / "r.csv"
+    job = jobs.enqueue(
+        "import",
+        {"households_path": str(hh_path), "members_path": str(m_path), "report_path": str(report)},
+        actor=admin,
+    )
+    db_session.commit()
+    jobs.run_pending()
+    job = db_session.get(Job, job.id)
+    assert job.status == "failed" and job.attempts == 1 and job.error.startswith("import rejected")
+    assert job.result["outcome"] == "rejected" and job.result["issues_by_rule"] == {"rooms: integer >= 0 and <= 20": 1}
+    assert report.exists()
+    assert not db_session.scalar(select(Household).where(Household.household_id == data[0][0]["household_id"]))
+
+
+# --- concurrency (PostgreSQL) -------------------------------------------------------------------
+
+
+def test_two_concurrent_imports_of_the_same_file_create_no_duplicates(app, postgres_only, tmp_path):
+    from models import db
+
+    directory = tmp_path / "concurrent"
+    generate(directory, households=30, seed=9090)
+    files = (directory / "households.csv", directory / "members.csv")
+    ids = pd.read_csv(files[0], dtype=str)["household_id"].tolist()
+    results, errors = [], []
+    barrier = threading.Barrier(2)
+
+    def run():
+        with app.app_context():
+            try:
+                barrier.wait()
+                result = import_files(*files, actor=None)
+                db.session.commit()
+                results.append(result)
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                db.session.rollback()
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == []
+        assert sorted(r.households_imported for r in results) == [0, 30]
+        assert sorted(r.households_already_registered for r in results) == [0, 30]
+        with app.app_context():
+            assert db.session.scalar(select(func.count()).where(Household.household_id.in_(ids))) == 30
+            assert (
+                db.session.scalar(
+                    select(func.count())
+                    .select_from(HouseholdVersion)
+                    .join(Household)
+                    .where(Household.household_id.in_(ids))
+                )
+                == 30
+            )
+    finally:
+        with app.app_context():
+            db.session.execute(delete(Household).where(Household.household_id.in_(ids)))
+            db.session.commit()
+            db.session.remove()
+
+
+# --- the command line -----------------------------------------------------------------------------
+
+
+def test_cli_imports_and_prints_counts(runner, db_session, tmp_path, make_user):
+    supervisor = make_user("supervisor", areas=["10"])
+    hh_path, m_path = write_files(tmp_path, good(2))
+    result = runner.invoke(
+        args=["import", "--households", str(hh_path), "--members", str(m_path), "--user", supervisor.username]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"importing as {supervisor.username} (supervisor)" in result.output
+    assert "imported 2 household(s) with 6 member(s); 0 already registered, 0 rejected" in result.output
+    again = runner.invoke(args=["import", "--households", str(hh_path), "--members", str(m_path)])
+    assert again.exit_code == 0 and "importing as the system" in again.output
+    assert "imported 0 household(s) with 0 member(s); 2 already registered" in again.output
+
+
+def test_cli_rejects_with_exit_1_and_writes_the_report(runner, db_session, tmp_path):
+    data = good(2)
+    data[0][1][1]["sex"] = 5
+    hh_path, m_path = write_files(tmp_path, data)
+    report = tmp_path / "out" / "report.csv"
+    result = runner.invoke(
+        args=["import", "--households", str(hh_path), "--members", str(m_path), "--report", str(report)]
+    )
+    assert result.exit_code == 1
+    assert "1 problem(s), by rule:" in result.output and "sex: one of 1, 2, 3" in result.output
+    assert "members.csv row 3 (household " in result.output and "import rejected: nothing was written" in result.output
+    assert read_report(report)[0]["field"] == "sex"
+    events = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "import.rejected")).all()
+    assert events and events[-1].actor_name == "system"
+
+
+def test_cli_file_errors_and_unknown_user(runner, db_session, tmp_path, make_user):
+    hh_path, m_path = write_files(tmp_path, good(1))
+    swapped = runner.invoke(args=["import", "--households", str(m_path), "--members", str(hh_path)])
+    assert swapped.exit_code == 1 and "were the two files swapped" in swapped.output
+    nobody = runner.invoke(args=["import", "--households", str(hh_path), "--members", str(m_path), "--user", "nobody"])
+    assert nobody.exit_code == 1 and "no user 'nobody'" in nobody.output
+    viewer = make_user("viewer")
+    denied = runner.invoke(
+        args=["import", "--households", str(hh_path), "--members", str(m_path), "--user", viewer.username]
+    )
+    assert denied.exit_code == 1 and "may not do this" in denied.output
+
+
+def test_demo_households_come_from_the_generator_through_the_import(db_session, tmp_path):
+    from registry.demo import load_demo_households
+
+    messages = []
+    assert load_demo_households(12, echo=messages.append, data_dir=tmp_path) == 12
+    assert load_demo_households(12, echo=messages.append, data_dir=tmp_path) == 0
+    assert messages[-1] == "demo households: 12 already registered"
+    versions = db_session.scalars(select(HouseholdVersion).where(HouseholdVersion.source == "demo")).all()
+    assert len(versions) == 12 and {v.source_ref for v in versions} == {"demo:20261122"}
+
+
+def test_very_long_reports_are_written_unsorted(db_session, tmp_path, monkeypatch):
+    monkeypatch.setattr(importer, "SORT_REPORT_MAX", 0)
+    data = good(2)
+    data[0][0]["rooms"] = 40
+    data[1][1][0]["sex"] = 8
+    report = tmp_path / "report.csv"
+    result = import_files(*write_files(tmp_path, data), actor=None, report_path=report)
+    assert result.rejected and result.issue_count == 2
+    assert sorted((r["field"], r["row"]) for r in read_report(report)) == [("rooms", "2"), ("sex", "5")]
+    assert {i["field"] for i in result.first_issues} == {"rooms", "sex"}
