@@ -8,7 +8,7 @@ into 403 responses that say which rule refused.
 
 from __future__ import annotations
 
-from sqlalchemy import false, or_
+from sqlalchemy import and_, false, or_
 
 from models import Household, User
 
@@ -52,12 +52,18 @@ def require_area(user: User, area_code: str) -> None:
 
 
 def household_scope_clause(user: User):
-    """A SQL condition restricting households to the user's areas."""
+    """A SQL condition restricting households to the user's areas (and, for grievance officers,
+    to the households named in a case of their areas)."""
     if has_national_scope(user):
         return None
     if not user.area_codes:
         return false()
-    return or_(*(Household.union_code.startswith(code, autoescape=True) for code in user.area_codes))
+    clause = or_(*(Household.union_code.startswith(code, autoescape=True) for code in user.area_codes))
+    if user.role == "grievance_officer":
+        from registry.grievances import case_household_scope_clause
+
+        clause = and_(clause, case_household_scope_clause(user))
+    return clause
 
 
 def can_see_pii(user: User) -> bool:
@@ -69,3 +75,8 @@ def require_household_reader(user: User, household: Household) -> None:
     if user.role not in HOUSEHOLD_READER_ROLES:
         raise AccessDenied(f"role {user.role!r} may not open individual household records")
     require_area(user, household.union_code)
+    if user.role == "grievance_officer":
+        # Imported here: registry.grievances itself builds on this module.
+        from registry.grievances import require_case_household_access
+
+        require_case_household_access(user, household)

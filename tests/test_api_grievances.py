@@ -306,11 +306,6 @@ def test_grievance_verification_approval_rescore_eligibility_closure(
     assert stats["outcomes"]["now_eligible"] == 1 and stats["closed_within_deadline"] == 1
 
 
-@pytest.mark.xfail(
-    reason="pending: registry.access.require_household_reader must call "
-    "registry.grievances.require_case_household_access for grievance officers (lead)",
-    strict=False,
-)
 def test_grievance_officer_opens_only_households_named_in_a_case(client, officer, api_headers, households):
     named, other = households.create(), households.create()
     _open(client, api_headers(officer), named)

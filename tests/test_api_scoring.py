@@ -37,12 +37,19 @@ def scored(db_session, calibration, stats, households):
 # --- GET /households/{id}/score ----------------------------------------------------------------------
 
 
+def test_grievance_officer_sees_no_score_of_a_household_outside_their_cases(client, api_headers, make_user, scored):
+    target = scored["households"][2]
+    headers = api_headers(make_user("grievance_officer", ["1004"]))
+    response = client.get(f"/api/v1/households/{target.household_id}/score", headers=headers)
+    assert response.status_code == 403
+    assert "named in no grievance" in response.get_json()["error"]["message"]
+
+
 @pytest.mark.parametrize(
     "role, areas",
     [
         ("enumerator", ["10"]),
         ("supervisor", [RURAL_UNION]),
-        ("grievance_officer", ["1004"]),
         ("programme_officer", []),
         ("admin", []),
     ],
