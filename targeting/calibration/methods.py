@@ -16,6 +16,8 @@ caller fits on k-1 outer folds the tuning never sees the held-out fold (nested C
 * ``quantile``: weighted linear quantile regression at ``tau``, solved exactly by the
   Frisch-Newton interior-point method (Portnoy & Koenker 1997, as in R ``quantreg``'s
   ``fn``); weights enter as the bounds of the dual problem, so no approximation is made.
+  Standard errors: Powell kernel sandwich (``quantreg``'s ``se="ker"``).
+* The lasso reports no standard errors: after data-driven selection the usual ones are not valid.
 * ``gbm``: sklearn ``HistGradientBoostingRegressor`` with ``sample_weight``: a benchmark of
   what a flexible model could achieve, never published.
 """
@@ -319,7 +321,14 @@ def fit_quantile(X: np.ndarray, y: np.ndarray, w: np.ndarray, tau: float) -> Lin
     beta = np.zeros(Z.shape[1])
     beta[active], iterations, converged = _rq_fnm(Z[:, active], y, wn, tau)
     intercept, coef = scaler.back(beta[0], beta[1:])
-    return LinearModel(intercept, coef, info={"tau": tau, "iterations": iterations, "converged": converged})
+    model = LinearModel(intercept, coef, info={"tau": tau, "iterations": iterations, "converged": converged})
+    X1 = np.column_stack([np.ones(n), X[:, kept]])
+    se = _quantile_sandwich_se(X1, y - model.predict(X), wn, tau)
+    if se is not None:
+        model.intercept_se = float(se[0])
+        model.std_errors = np.zeros(X.shape[1])
+        model.std_errors[np.array(kept, dtype=int)] = se[1:]
+    return model
 
 
 def _rq_fnm(X: np.ndarray, y: np.ndarray, w: np.ndarray, tau: float, max_iter: int = 100, tol: float = 1e-10):
@@ -354,14 +363,9 @@ def _rq_fnm(X: np.ndarray, y: np.ndarray, w: np.ndarray, tau: float, max_iter: i
         r = z - v
         # X'QX as a symmetric rank-k update on the Fortran-ordered design: half the flops of X.T @ (q X).
         AQA = dsyrk(1.0, Xf * np.sqrt(q)[:, None], trans=1)
-        try:
-            chol = cho_factor(AQA, lower=False, check_finite=False)
-        except np.linalg.LinAlgError:
-            # Near the optimum most q vanish and X'QX can lose definiteness numerically.
-            jitter = 1e-10 * np.trace(AQA) / len(AQA)
-            chol = cho_factor(AQA + np.eye(len(AQA)) * jitter, lower=False, check_finite=False)
+        solve = _spd_solver(AQA)
         rhs = q * r
-        dy = cho_solve(chol, X.T @ rhs)
+        dy = solve(X.T @ rhs)
         dx = q * (X @ dy - r)
         ds = -dx
         dz = -z * (dx / x + 1.0)
@@ -378,7 +382,7 @@ def _rq_fnm(X: np.ndarray, y: np.ndarray, w: np.ndarray, tau: float, max_iter: i
             sinv = 1.0 / s
             xi = mu * (xinv - sinv)
             rhs = rhs + q * (dxdz - dsdv - xi)
-            dy = cho_solve(chol, X.T @ rhs)
+            dy = solve(X.T @ rhs)
             dx = q * (X @ dy + xi - r - dxdz + dsdv)
             ds = -dx
             dz = mu * xinv - z - xinv * z * dx - dxdz
@@ -392,6 +396,57 @@ def _rq_fnm(X: np.ndarray, y: np.ndarray, w: np.ndarray, tau: float, max_iter: i
         z = z + fd * dz
         gap = c @ x - dual @ b + v @ u
     return -dual, iterations, bool(gap <= tol * scale)
+
+
+def _spd_solver(A: np.ndarray):
+    """A solve(b) for the symmetric positive semi-definite A, robust to lost definiteness.
+
+    Near the optimum most Newton weights vanish and X'QX can lose definiteness numerically
+    (seen on small pooled strata): Cholesky first, then Cholesky with a tiny ridge, then a
+    least-squares solve, so that the interior point never aborts on rounding.
+    """
+    try:
+        chol = cho_factor(A, lower=False, check_finite=False)
+        return lambda b: cho_solve(chol, b, check_finite=False)
+    except np.linalg.LinAlgError:
+        pass
+    jitter = 1e-10 * max(float(np.trace(A)) / len(A), 1e-300)
+    try:
+        chol = cho_factor(A + np.eye(len(A)) * jitter, lower=False, check_finite=False)
+        return lambda b: cho_solve(chol, b, check_finite=False)
+    except np.linalg.LinAlgError:
+        return lambda b: np.linalg.lstsq(A, b, rcond=None)[0]
+
+
+def _quantile_sandwich_se(X1: np.ndarray, resid: np.ndarray, w: np.ndarray, tau: float) -> np.ndarray | None:
+    """Powell kernel sandwich standard errors for weighted quantile regression.
+
+    Cov = H^-1 J H^-1 with J = tau (1 - tau) sum w_i^2 x_i x_i' and H = sum w_i f_i x_i x_i',
+    f_i = 1[|e_i| < h] / 2h (uniform kernel), h the Hall-Sheather bandwidth in residual units as
+    in R ``quantreg::summary.rq(se = "ker")``. Robust to heteroskedasticity; None when H is singular.
+    """
+    from scipy.stats import norm
+
+    n = len(resid)
+    alpha = 0.05
+    z = norm.ppf(tau)
+    bandwidth = (
+        n ** (-1 / 3)
+        * norm.ppf(1 - alpha / 2) ** (2 / 3)
+        * ((1.5 * norm.pdf(z) ** 2) / (2 * z**2 + 1)) ** (1 / 3)
+    )
+    bandwidth = min(bandwidth, tau - 1e-6, 1 - tau - 1e-6)
+    spread = min(float(np.std(resid)), float(np.subtract(*np.percentile(resid, [75, 25]))) / 1.34)
+    h = (norm.ppf(tau + bandwidth) - norm.ppf(tau - bandwidth)) * spread
+    if not np.isfinite(h) or h <= 0:
+        return None
+    density = (np.abs(resid) < h) / (2 * h)
+    H = (X1 * (w * density)[:, None]).T @ X1
+    J = tau * (1 - tau) * (X1 * (w**2)[:, None]).T @ X1
+    if np.linalg.matrix_rank(H) < H.shape[0]:
+        return None
+    H_inv = np.linalg.inv(H)
+    return np.sqrt(np.clip(np.diag(H_inv @ J @ H_inv), 0, None))
 
 
 def _bound(x: np.ndarray, dx: np.ndarray) -> float:

@@ -235,8 +235,9 @@ def render_html(result: CalibrationResult) -> str:
 
     parts.append("<h2>Scorecards (coefficients per stratum)</h2>")
     parts.append(
-        "<p class='note'>Predicted log consumption = intercept + Σ coefficient × feature. WLS and "
-        "stepwise standard errors are heteroskedasticity-robust (HC1). A blank cell: the method did not "
+        "<p class='note'>Predicted log consumption = intercept + Σ coefficient × feature. Robust standard "
+        "errors in brackets: HC1 for WLS and stepwise, a kernel sandwich for quantile regression; the lasso "
+        "has none, as standard errors after data-driven selection are not valid. A blank cell: the method did not "
         "select the feature (stepwise, lasso) or it was dropped in that stratum. The exact values are in "
         "the scorecard_&lt;method&gt;.csv files.</p>"
     )

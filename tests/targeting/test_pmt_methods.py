@@ -54,6 +54,18 @@ def test_quantile_regression_is_exact_and_weights_equal_replication():
     np.testing.assert_allclose(weighted.coef, replicated.coef, atol=1e-5)
 
 
+def test_quantile_standard_errors_agree_with_statsmodels_kernel_estimate():
+    # Heteroskedastic, heavy-tailed errors: the case a sandwich estimate exists for. Bandwidth
+    # and kernel differ slightly from statsmodels' (uniform vs Epanechnikov), hence the tolerance.
+    rng = np.random.default_rng(1)
+    n = 4000
+    X = np.column_stack([rng.normal(size=n), rng.integers(0, 2, n)])
+    y = 1 + 0.5 * X[:, 0] - 0.3 * X[:, 1] + rng.standard_t(5, size=n) * (1 + 0.3 * X[:, 1])
+    ours = fit_quantile(X, y, np.ones(n), 0.3)
+    reference = sm.QuantReg(y, sm.add_constant(X)).fit(q=0.3, vcov="robust", kernel="epa", bandwidth="hsheather")
+    np.testing.assert_allclose([ours.intercept_se, *ours.std_errors], reference.bse, rtol=0.2)
+
+
 def test_quantile_survives_a_column_that_is_constant_in_the_fold():
     X, y, w, _ = _data(n=200)
     X = np.column_stack([X, np.zeros(len(y)), X[:, 0] * 2])  # constant, and a copy of column 0
