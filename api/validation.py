@@ -13,7 +13,7 @@ from pathlib import Path
 from flask import current_app, request, send_file
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api import current_api_user
 from models import db
@@ -59,8 +59,31 @@ class PublishSchema(Schema):
     area_code = fields.String(
         load_default=None, validate=validate.Regexp(r"^\d{2}(\d{2}){0,3}$", error="a BBS area code")
     )
-    objection_days = fields.Integer(load_default=None, validate=validate.Range(min=1, max=365))
+    objection_days = fields.Integer(
+        load_default=None,
+        validate=validate.Range(min=1, max=365),
+        metadata={"description": "days; default: the programme's objection window (else 30)"},
+    )
     how_to_object = fields.String(load_default=None, validate=validate.Length(max=2000))
+
+    @validates_schema
+    def one_place(self, data, **kwargs):
+        given = [k for k in ("union_codes", "union_code", "area_code") if data.get(k)]
+        if len(given) > 1:
+            raise ValidationError({k: ["give one of union_codes, union_code or area_code"] for k in given})
+
+
+class ObjectionWindowSchema(Schema):
+    objection_days = fields.Integer(required=True, allow_none=True, validate=validate.Range(min=1, max=365))
+
+
+class ObjectionWindowOutSchema(Schema):
+    programme_id = fields.Integer()
+    #: The programme's own window (None: it uses the default).
+    objection_days = fields.Integer(allow_none=True)
+    default_days = fields.Integer()
+    #: What a new publication gets.
+    effective_days = fields.Integer()
 
 
 class ObjectionCountsSchema(Schema):
@@ -217,6 +240,17 @@ class ValidatedChangeSchema(Schema):
     reference = fields.String()
 
 
+class DeferredDecisionSchema(Schema):
+    objection_id = fields.Integer()
+    publication_id = fields.Integer()
+    household_id = fields.String(allow_none=True)
+    change_request_id = fields.Integer(allow_none=True)
+    decision_id = fields.Integer()
+    meeting_date = fields.Date()
+    reference = fields.String()
+    reason = fields.String()
+
+
 class ValidationSchema(Schema):
     list_id = fields.Integer()
     validated = fields.Boolean()
@@ -227,6 +261,8 @@ class ValidationSchema(Schema):
     created_at = fields.DateTime()
     created_by = fields.String(allow_none=True)
     changes = fields.List(fields.Nested(ValidatedChangeSchema))
+    #: Upheld exclusion objections this list could not apply (not registered / not scored in its run).
+    deferred = fields.List(fields.Nested(DeferredDecisionSchema))
 
 
 class FinaliseOutSchema(Schema):
@@ -294,6 +330,35 @@ def _publication(publication_id: int):
     return user, publication
 
 
+def _window_view(programme) -> dict:
+    return {
+        "programme_id": programme.id,
+        "objection_days": programme.objection_days,
+        "default_days": cv.default_objection_days(),
+        "effective_days": cv.objection_days_of(programme),
+    }
+
+
+@blp.route("/programmes/<int:programme_id>/objection-window")
+class ProgrammeObjectionWindow(MethodView):
+    @blp.response(200, ObjectionWindowOutSchema)
+    def get(self, programme_id):
+        """The objection window new publications of the programme get (its own, else the default)."""
+        el.require_reader(current_api_user())
+        return _window_view(el.get_programme(programme_id))
+
+    @blp.arguments(ObjectionWindowSchema)
+    @blp.response(200, ObjectionWindowOutSchema)
+    def put(self, args, programme_id):
+        """Set the programme's own objection window (days, 1-365), or ``null`` for the default. The
+        programme's officers only; publications already made keep their window."""
+        user = current_api_user()
+        programme = el.get_programme(programme_id)
+        with _committing():
+            cv.set_objection_window(programme, user, args["objection_days"])
+        return _window_view(programme)
+
+
 @blp.route("/lists/<int:list_id>/publications")
 class ListPublications(MethodView):
     @blp.response(200, PublicationListSchema)
@@ -308,7 +373,8 @@ class ListPublications(MethodView):
     @blp.response(201, PublicationListSchema)
     def post(self, args, list_id):
         """Publish the list for objections in one union (``union_code``), several (``union_codes``) or every
-        union of an area that has households on it (``area_code``; all when nothing is given)."""
+        union of an area that has households on it (``area_code``; all when nothing is given). The window
+        is ``objection_days`` if given, else the programme's own, else the default (30 days)."""
         user = current_api_user()
         lst = el.get_list(list_id)
         unions = args["union_codes"] or ([args["union_code"]] if args["union_code"] else None)
@@ -417,6 +483,24 @@ class ObjectionDecisionRoute(MethodView):
         objection = cv.get_objection(objection_id)
         with _committing():
             cv.decide_objection(objection, user, **args)
+        return cv.objection_view(objection, user)
+
+
+class RegistrationLinkSchema(Schema):
+    change_request_id = fields.Integer(required=True, validate=validate.Range(min=1))
+
+
+@blp.route("/objections/<int:objection_id>/registration")
+class ObjectionRegistration(MethodView):
+    @blp.arguments(RegistrationLinkSchema)
+    @blp.response(200, ObjectionSchema)
+    def post(self, args, objection_id):
+        """Link the new-household change request that registers the unregistered family an exclusion
+        objection names (the union's field staff or the programme's officers)."""
+        user = current_api_user()
+        objection = cv.get_objection(objection_id)
+        with _committing():
+            cv.link_registration(objection, user, args["change_request_id"])
         return cv.objection_view(objection, user)
 
 

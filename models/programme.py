@@ -35,7 +35,12 @@ class Programme(db.Model):
     """A safety-net programme and its current eligibility definition."""
 
     __tablename__ = "programmes"
-    __table_args__ = (CheckConstraint("status IN ('active', 'archived')", name="status"),)
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'archived')", name="status"),
+        CheckConstraint(
+            "objection_days IS NULL OR (objection_days >= 1 AND objection_days <= 365)", name="objection_days"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -53,6 +58,10 @@ class Programme(db.Model):
     exclusions: Mapped[dict] = mapped_column(default=dict)
     #: ``{"level": "union"|"upazila", "per_area": N, "total": M}`` (each optional).
     quotas: Mapped[dict] = mapped_column(default=dict)
+    #: Community validation: the days a published list stays open for objections (None: the configured
+    #: default, ``COMMUNITY_OBJECTION_DAYS`` = 30). Set by ``targeting.community_validation``; not part of
+    #: the eligibility rule, so changing it does not bump ``version``.
+    objection_days: Mapped[int | None] = mapped_column(Integer)
     #: Bumped by every edit; each list records the version it was built from.
     version: Mapped[int] = mapped_column(Integer, default=1)
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

@@ -31,7 +31,8 @@ Who may do what (see also ``docs/grievances.md``):
 * the complainant's name and phone number: only the assigned grievance officer. Everyone else (and
   every export, statistic and audit event) gets them masked;
 * households: a grievance officer may open only households named in a case of their area
-  (:func:`require_case_household_access`), not the whole registry.
+  (:func:`require_case_household_access`), not the whole registry; likewise change requests
+  (:func:`require_case_change_request_access`, :func:`case_change_request_scope_clause`).
 """
 
 from __future__ import annotations
@@ -142,6 +143,27 @@ def _current_score(household: Household):
     from targeting.scoring import score_of
 
     return score_of(household)
+
+
+def _rescore_pending(household: Household) -> bool:
+    """Whether a re-score of the household (``targeting.scoring``'s job, queued by an approval) is still
+    queued or running while the active model has a complete run to score it into."""
+    from models import Job
+    from targeting import scoring
+
+    if scoring.current_run() is None:
+        return False  # nothing to score into: the model's pending full run will score it
+    return bool(
+        db.session.scalar(
+            select(
+                exists().where(
+                    Job.kind == scoring.RESCORE_JOB,
+                    Job.status.in_(("queued", "running")),
+                    Job.payload["household_pk"].as_integer() == household.id,
+                )
+            )
+        )
+    )
 
 
 def _programme(programme_id: int):
@@ -675,6 +697,12 @@ def resolve_grievance(grievance: Grievance, *, actor: User, note: str | None = N
             f"the re-score of household {household.household_id} version {household.current_version} is still "
             f"pending (the current score is of version {score.household_version}); try again shortly"
         )
+    if score is None and _rescore_pending(household):
+        # E.g. a family just registered through the case: its first score is on its way.
+        raise GrievanceConflict(
+            f"the scoring of household {household.household_id} version {household.current_version} is still "
+            "pending; try again shortly"
+        )
     eligible, detail = _evaluate(grievance.programme_id, household)
     grievance.household_version_after = household.current_version
     grievance.score_after = score.score if score is not None else None
@@ -818,6 +846,40 @@ def case_household_scope_clause(user: User):
         Grievance.household_pk.is_not(None), _in_user_areas(user, Grievance.union_code)
     )
     return Household.id.in_(named)
+
+
+def case_change_request_scope_clause(user: User):
+    """SQL condition on ``ChangeRequest``: the change requests a grievance officer may read (those about a
+    household named in a case of their areas, or linked to the verification of such a case, e.g. the
+    registration of an unregistered family); ``None`` for other roles. For the change-request queue."""
+    if user.role != "grievance_officer":
+        return None
+    named = select(Grievance.household_pk).where(
+        Grievance.household_pk.is_not(None), _in_user_areas(user, Grievance.union_code)
+    )
+    linked = (
+        select(VerificationTask.change_request_id)
+        .join(Grievance, Grievance.id == VerificationTask.grievance_id)
+        .where(VerificationTask.change_request_id.is_not(None), _in_user_areas(user, Grievance.union_code))
+    )
+    return or_(ChangeRequest.household_pk.in_(named), ChangeRequest.id.in_(linked))
+
+
+def require_case_change_request_access(user: User, cr: ChangeRequest) -> None:
+    """A grievance officer may open only the change requests of their cases (see
+    :func:`case_change_request_scope_clause`): a change request carries a household's personal data.
+    Other roles are not affected."""
+    if user.role != "grievance_officer":
+        return
+    access.require_area(user, cr.union_code)
+    allowed = db.session.scalar(
+        select(exists().where(ChangeRequest.id == cr.id, case_change_request_scope_clause(user)))
+    )
+    if not allowed:
+        raise access.AccessDenied(
+            f"change request {cr.id} concerns no grievance of your areas: grievance officers open only the "
+            "change requests of their cases"
+        )
 
 
 def _in_user_areas(user: User, column):

@@ -4,10 +4,11 @@ decisions, the validated list, and the centre's spot-check.
 The flow (``docs/grievances.md`` has the whole story):
 
 1. :func:`publish_list` publishes a built list in one or more unions/wards. Each publication fixes
-   its objection window (``objection_days``, default ``COMMUNITY_OBJECTION_DAYS`` = 30, overridable
-   per publication, since programmes carry no window of their own) and the text telling people how
-   to object. :func:`notice_view` is the printable notice: the union's households in rank order with
-   the head's name, the father's/husband's name and the village, never a national ID.
+   its objection window: the programme's own (``Programme.objection_days``, set with
+   :func:`set_objection_window`), else the configured default (``COMMUNITY_OBJECTION_DAYS`` = 30);
+   a publication may override it. It also fixes the text telling people how to object.
+   :func:`notice_view` is the printable notice: the union's households in rank order with the
+   head's name, the father's/husband's name and the village, never a national ID.
 2. :func:`record_objection` while the window is open: *inclusion* ("should not be on the list": a
    household on the list in that union) or *exclusion* ("poor and missing": a registered household of
    the union not on the list, or a family not registered yet, which starts a new-household change
@@ -16,8 +17,9 @@ The flow (``docs/grievances.md`` has the whole story):
 4. :func:`finalise_publication` after the window closed and every objection was decided. It derives a
    *validated list*: a new frozen :class:`EligibilityList` of the same programme, model and score run,
    whose entries are the published list's minus upheld inclusion objections plus upheld exclusion
-   objections about registered households (families not registered yet join a later list once their
-   registration is approved and scored). Decisions of every finalised publication of the list so far
+   objections about households scored in the list's run (families not registered yet, and households
+   registered since the run, join a later list once registered and scored: ``validation_view`` lists
+   them as *deferred*, with their decisions). Decisions of every finalised publication of the list so far
    are applied, so the latest validated list is the programme's current list; every difference is a
    :class:`ValidatedListChange` pointing at its decision.
 5. :func:`spot_check`: human decisions prevail but are checked. Flags upheld decisions that diverge
@@ -51,7 +53,7 @@ from models import Area, Household, HouseholdScore, HouseholdVersion, Member, Us
 from models.base import utcnow
 from models.change_request import ChangeRequest
 from models.codes import HEAD
-from models.programme import EligibilityList, EligibilityListEntry
+from models.programme import EligibilityList, EligibilityListEntry, Programme
 from models.validation import (
     DECISION_OUTCOMES,
     OBJECTION_KINDS,
@@ -233,6 +235,40 @@ def _lock(obj) -> None:
 # --- publishing -----------------------------------------------------------------------------
 
 
+def default_objection_days() -> int:
+    """The configured objection window of programmes that set none (``COMMUNITY_OBJECTION_DAYS``)."""
+    return int(_setting("COMMUNITY_OBJECTION_DAYS", DEFAULT_OBJECTION_DAYS))
+
+
+def objection_days_of(programme: Programme) -> int:
+    """The objection window a new publication of the programme gets: its own, else the default."""
+    return programme.objection_days or default_objection_days()
+
+
+def set_objection_window(programme: Programme, actor: User, objection_days: int | None) -> Programme:
+    """Set the programme's own objection window in days (1-365), or ``None`` for the configured default.
+    Publications already made keep theirs (flushed; the caller commits)."""
+    el.require_manager(actor, programme)
+    if objection_days is not None and not 1 <= objection_days <= 365:
+        raise _invalid("objection_days", objection_days, "between 1 and 365 days")
+    before = programme.objection_days
+    if before == objection_days:
+        return programme
+    programme.objection_days = objection_days
+    db.session.flush()
+    record_event(
+        actor,
+        "programme.objection_window",
+        "programme",
+        programme.id,
+        summary=f"objection window of programme {programme.id} set to "
+        + (f"{objection_days} days" if objection_days else f"the default ({default_objection_days()} days)"),
+        before={"objection_days": before},
+        after={"objection_days": objection_days},
+    )
+    return programme
+
+
 def publish_list(
     lst: EligibilityList,
     actor: User,
@@ -249,9 +285,7 @@ def publish_list(
     _lock(lst)  # publications of one list are serialised (one per union)
     if db.session.get(ValidatedList, lst.id) is not None:
         raise ValidationConflict(f"list {lst.id} is a validated list; publish the list it was derived from")
-    days = int(
-        objection_days if objection_days is not None else _setting("COMMUNITY_OBJECTION_DAYS", DEFAULT_OBJECTION_DAYS)
-    )
+    days = int(objection_days if objection_days is not None else objection_days_of(lst.programme))
     if not 1 <= days <= 365:
         raise _invalid("objection_days", days, "between 1 and 365 days")
     if union_codes and area_code:
@@ -494,6 +528,7 @@ def link_registration(objection: Objection, actor: User, change_request_id: int)
     require_recorder(actor, publication)
     if objection.household_pk is not None:
         raise _invalid("change_request_id", change_request_id, "the objection names a registered household")
+    previous = objection.change_request_id
     _link_registration(objection, publication, change_request_id)
     record_event(
         actor,
@@ -501,6 +536,8 @@ def link_registration(objection: Objection, actor: User, change_request_id: int)
         "objection",
         objection.id,
         summary=f"objection {objection.id}: registration by change request {change_request_id}",
+        before={"change_request_id": previous},
+        after={"change_request_id": change_request_id},
     )
     return objection
 
@@ -727,9 +764,14 @@ def _upheld_changes(source: EligibilityList) -> list[dict]:
 def _derive_validated_list(source: EligibilityList, actor: User) -> EligibilityList:
     Entry = EligibilityListEntry
     changes = _upheld_changes(source)
+    # A household added by the committee takes its facts from the list's own score run (one model inside
+    # a list): one registered since the run was made joins the programme's next list instead, like a
+    # family not registered yet (both are listed as deferred by ``validation_view``).
+    scored = _scored_in_run(source, [c["household_pk"] for c in changes if c["change"] == "added"])
+    changes = [c for c in changes if c["change"] == "removed" or c["household_pk"] in scored]
     added = [c["household_pk"] for c in changes if c["change"] == "added"]
     removed = [c["household_pk"] for c in changes if c["change"] == "removed"]
-    run_id = _score_run_for_added(source, added)
+    run_id = source.score_run_id
     number = (
         db.session.scalar(
             select(func.max(EligibilityList.number)).where(EligibilityList.programme_id == source.programme_id)
@@ -855,26 +897,17 @@ def _derive_validated_list(source: EligibilityList, actor: User) -> EligibilityL
     return lst
 
 
-def _score_run_for_added(source: EligibilityList, added: list[int]) -> int:
-    """Added households take their facts from the list's own score run (one model inside a list); a
-    household not scored in it (registered since) cannot join this list yet."""
-    if not added:
-        return source.score_run_id
-    scored = set(
+def _scored_in_run(source: EligibilityList, pks: list[int]) -> set[int]:
+    """Which of the households were scored in the list's score run."""
+    if not pks:
+        return set()
+    return set(
         db.session.scalars(
             select(HouseholdScore.household_pk).where(
-                HouseholdScore.run_id == source.score_run_id, HouseholdScore.household_pk.in_(added)
+                HouseholdScore.run_id == source.score_run_id, HouseholdScore.household_pk.in_(pks)
             )
         )
     )
-    missing = [pk for pk in added if pk not in scored]
-    if missing:
-        ids = db.session.scalars(select(Household.household_id).where(Household.id.in_(missing)))
-        raise ValidationConflict(
-            f"upheld exclusion objections name households not scored in the list's score run "
-            f"{source.score_run_id}: {', '.join(ids)}; they join the programme's next list"
-        )
-    return source.score_run_id
 
 
 def _entries_hash(list_id: int) -> str:
@@ -1022,12 +1055,51 @@ def notice_view(publication: ListPublication) -> dict:
     }
 
 
+def _deferred(lst: EligibilityList, publication_ids: list[int]) -> list[dict]:
+    """Upheld exclusion objections the validated list could not apply: families not registered yet, and
+    households registered after the list's score run. They join the programme's next list."""
+    on_list = select(EligibilityListEntry.household_pk).where(EligibilityListEntry.list_id == lst.id)
+    rows = db.session.execute(
+        select(
+            Objection.id,
+            Objection.publication_id,
+            Objection.change_request_id,
+            Household.household_id,
+            ObjectionDecision.id.label("decision_id"),
+            ObjectionDecision.meeting_date,
+            ObjectionDecision.reference,
+        )
+        .join(ObjectionDecision, ObjectionDecision.objection_id == Objection.id)
+        .outerjoin(Household, Household.id == Objection.household_pk)
+        .where(
+            Objection.publication_id.in_(publication_ids or [-1]),
+            Objection.kind == "exclusion",
+            ObjectionDecision.outcome == "upheld",
+            or_(Objection.household_pk.is_(None), Objection.household_pk.not_in(on_list)),
+        )
+        .order_by(Objection.id)
+    ).all()
+    return [
+        {
+            "objection_id": r.id,
+            "publication_id": r.publication_id,
+            "household_id": r.household_id,
+            "change_request_id": r.change_request_id,
+            "decision_id": r.decision_id,
+            "meeting_date": r.meeting_date,
+            "reference": r.reference,
+            "reason": "not registered yet" if r.household_id is None else "not scored in the list's score run",
+        }
+        for r in rows
+    ]
+
+
 def validation_view(lst: EligibilityList) -> dict:
-    """A validated list's provenance: its source, the publications applied, and every difference with
-    the decision behind it."""
+    """A validated list's provenance: its source, the publications applied, every difference with the
+    decision behind it, and the upheld objections deferred to the programme's next list."""
     validated = db.session.get(ValidatedList, lst.id)
     if validated is None:
-        return {"list_id": lst.id, "validated": False, "source_list_id": None, "changes": []}
+        return {"list_id": lst.id, "validated": False, "source_list_id": None, "changes": [], "deferred": []}
     rows = db.session.execute(
         select(ValidatedListChange, Household.household_id, ObjectionDecision, Objection.kind)
         .join(Household, Household.id == ValidatedListChange.household_pk)
@@ -1058,6 +1130,7 @@ def validation_view(lst: EligibilityList) -> dict:
             }
             for change, household_id, decision, kind in rows
         ],
+        "deferred": _deferred(lst, validated.publication_ids),
     }
 
 
@@ -1067,6 +1140,27 @@ def validation_view(lst: EligibilityList) -> dict:
 def _percent(value: float | None) -> float | None:
     """Percentiles as points 0-100 (the scores table keeps them as shares 0-1)."""
     return None if value is None else round(100.0 * value, 2)
+
+
+def flag_override_rates(
+    rates: Mapping, *, override_rate: float = DEFAULT_OVERRIDE_RATE, min_units: int = MIN_UNIONS_FOR_SD_RULE
+) -> tuple[dict, float | None, float | None]:
+    """Which unions' override rates are unusually high: above ``override_rate``, or (with at least
+    ``min_units`` unions) above the mean + 2 population standard deviations of all of them.
+    Returns ``({key: [reasons]}, mean, sd)``; pure."""
+    values = list(rates.values())
+    mean = statistics.fmean(values) if values else None
+    sd = statistics.pstdev(values) if len(values) > 1 else None
+    sd_limit = mean + 2 * sd if sd is not None and len(values) >= min_units else None
+    flags = {}
+    for key, rate in rates.items():
+        reasons = []
+        if rate > override_rate:
+            reasons.append(f"override rate above {override_rate:.0%}")
+        if sd_limit is not None and rate > sd_limit:
+            reasons.append("override rate above the mean + 2 sd of the published unions")
+        flags[key] = reasons
+    return flags, mean, sd
 
 
 def spot_check(
@@ -1188,18 +1282,11 @@ def spot_check(
         )
     )
     rates = {p.id: upheld_by_pub.get(p.id, 0) / max(p.n_entries, 1) for p in publications}
-    values = list(rates.values())
-    mean = statistics.fmean(values) if values else None
-    sd = statistics.pstdev(values) if len(values) > 1 else None
-    sd_limit = mean + 2 * sd if sd is not None and len(values) >= MIN_UNIONS_FOR_SD_RULE else None
+    flags, mean, sd = flag_override_rates(rates, override_rate=override_rate)
     unions = []
     for p in publications:
         rate = rates[p.id]
-        reasons = []
-        if rate > override_rate:
-            reasons.append(f"override rate above {override_rate:.0%}")
-        if sd_limit is not None and rate > sd_limit:
-            reasons.append("override rate above the mean + 2 sd of the published unions")
+        reasons = flags[p.id]
         unions.append(
             {
                 "publication_id": p.id,

@@ -312,3 +312,30 @@ def test_grievance_officer_opens_only_households_named_in_a_case(client, officer
     assert client.get(f"/api/v1/households/{named.household_id}", headers=api_headers(officer)).status_code == 200
     response = client.get(f"/api/v1/households/{other.household_id}", headers=api_headers(officer))
     assert response.status_code == 403 and "named in no grievance" in response.json["error"]["message"]
+
+
+HOUSEHOLD_PATHS = ("", "/versions", "/versions/1", "/diff?from=1", "/score", "/programmes")
+
+
+def test_grievance_officer_browses_only_the_households_of_their_cases(
+    client, db_session, make_user, officer, api_headers, households
+):
+    named, other = households.create(), households.create()
+    far = households.create(union_code="10040987")
+    _open(client, api_headers(officer), named)
+    headers = api_headers(officer)
+    db_session.commit()  # the token outlives the rollback of refused requests
+    listing = client.get("/api/v1/households?per_page=100", headers=headers).json
+    assert [h["household_id"] for h in listing["items"]] == [named.household_id] and listing["meta"]["total"] == 1
+    assert client.get(f"/api/v1/households?q={other.household_id}", headers=headers).json["meta"]["total"] == 0
+    for path in HOUSEHOLD_PATHS:
+        status = client.get(f"/api/v1/households/{named.household_id}{path}", headers=headers).status_code
+        assert status == 200 or (path == "/score" and status == 404), (path, status)  # unscored here
+        for household in (other, far):
+            response = client.get(f"/api/v1/households/{household.household_id}{path}", headers=headers)
+            assert response.status_code == 403, (path, response.status_code)
+    # A supervisor of the same area is not restricted to cases.
+    supervisor = api_headers(make_user("supervisor", areas=["1004"]))
+    db_session.commit()
+    assert client.get("/api/v1/households?per_page=100", headers=supervisor).json["meta"]["total"] == 3
+    assert client.get(f"/api/v1/households/{other.household_id}", headers=supervisor).status_code == 200

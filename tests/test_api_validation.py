@@ -57,6 +57,12 @@ def test_publish_and_read(client, population, officer, enumerator, api_headers, 
         headers=headers,
     )
     assert bad.status_code == 422 and set(bad.json["error"]["fields"]) == {"union_code", "objection_days"}
+    both = client.post(
+        f"/api/v1/lists/{population.list.id}/publications",
+        json={"union_code": UNION_B, "area_code": "100409"},
+        headers=headers,
+    )
+    assert both.status_code == 422 and set(both.json["error"]["fields"]) == {"union_code", "area_code"}
     assert (
         client.post(
             f"/api/v1/lists/{population.list.id}/publications",
@@ -217,3 +223,63 @@ def test_spot_check(client, db_session, population, officer, enumerator, api_hea
     assert (
         client.get(f"/api/v1/lists/{population.list.id}/spot-check?override_rate=2", headers=headers).status_code == 422
     )
+
+
+def test_objection_window_per_programme(client, db_session, population, officer, enumerator, api_headers):
+    url = f"/api/v1/programmes/{population.programme.id}/objection-window"
+    headers = api_headers(officer)
+    db_session.commit()  # the token outlives the rollback of a refused request
+    assert client.get(url, headers=headers).json == {
+        "programme_id": population.programme.id,
+        "objection_days": None,
+        "default_days": 30,
+        "effective_days": 30,
+    }
+    assert client.put(url, json={"objection_days": 10}, headers=api_headers(enumerator)).status_code == 403
+    bad = client.put(url, json={"objection_days": 0}, headers=headers)
+    assert bad.status_code == 422 and set(bad.json["error"]["fields"]) == {"objection_days"}
+    assert client.put(url, json={}, headers=headers).status_code == 422
+    assert (
+        client.put(
+            "/api/v1/programmes/999999/objection-window", json={"objection_days": 9}, headers=headers
+        ).status_code
+        == 404
+    )
+    saved = client.put(url, json={"objection_days": 10}, headers=headers)
+    assert saved.status_code == 200 and saved.json["effective_days"] == 10
+    (publication,) = _publish(client, headers, population, union_code=RURAL_UNION)
+    assert publication["objection_days"] == 10
+    (other,) = _publish(client, headers, population, union_code=UNION_B, objection_days=5)  # an explicit override
+    assert other["objection_days"] == 5
+    assert client.put(url, json={"objection_days": None}, headers=headers).json["effective_days"] == 30
+
+
+def test_registration_of_an_unregistered_family_is_linked(
+    client, db_session, population, officer, enumerator, api_headers
+):
+    from registry import change_requests as crs
+    from tests.factories import household_record, member
+
+    headers = api_headers(enumerator)
+    (publication,) = _publish(client, api_headers(officer), population, union_code=RURAL_UNION)
+    objection = client.post(
+        f"/api/v1/publications/{publication['id']}/objections",
+        json={"kind": "exclusion", "reason": "Landless, never registered", "family_head_name": "Jamal Mia"},
+        headers=headers,
+    ).json
+    assert objection["change_request"] is None and objection["family"]["head_name"] == "Jamal Mia"
+    record = household_record(RURAL_UNION)
+    record.pop("household_id")
+    cr = crs.submit_change(
+        enumerator, "new_household", payload={"household": record, "members": [member(1)]}, reason="registration"
+    )
+    db_session.commit()
+    url = f"/api/v1/objections/{objection['id']}/registration"
+    assert client.post(url, json={}, headers=headers).status_code == 422
+    assert client.post(url, json={"change_request_id": 999999}, headers=headers).status_code == 422
+    linked = client.post(url, json={"change_request_id": cr.id}, headers=headers)
+    assert linked.status_code == 200 and linked.json["change_request"] == {
+        "id": cr.id,
+        "status": "pending",
+        "household_id": None,
+    }

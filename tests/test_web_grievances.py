@@ -133,6 +133,23 @@ def test_case_page_links_the_change_request_and_the_task_page_the_proposal_form(
     assert f'href="/change-requests/{cr.id}"' in page and "pending" in page
 
 
+def test_grievance_officer_pages_show_only_the_households_of_their_cases(
+    client, db_session, officer, login, households
+):
+    named, other = households.create(), households.create()
+    open_case(officer, named)
+    db_session.commit()
+    login(officer)
+    listing = client.get("/households").get_data(as_text=True)
+    assert named.household_id in listing and other.household_id not in listing
+    case_page = client.get(f"/grievances/{gr.list_grievances(officer).items[0].id}").get_data(as_text=True)
+    assert f"/households/{named.household_id}" in case_page
+    for path in ("", "/history", "/score", "/programmes"):
+        status = client.get(f"/households/{named.household_id}{path}").status_code
+        assert status == 200 or (path == "/score" and status == 404), (path, status)  # unscored here
+        assert client.get(f"/households/{other.household_id}{path}").status_code == 403, path
+
+
 def test_stats_page(client, make_user, officer, login, households):
     open_case(officer, households.create())
     login(make_user("supervisor", areas=["10"]))
@@ -236,3 +253,22 @@ def test_notice_print_view_is_a4_and_never_shows_national_ids(
     assert publication.objection_deadline.strftime("%d %B %Y") in html
     login(make_user("enumerator", areas=["30"]))
     assert client.get(f"/publications/{publication.id}/notice").status_code == 403
+
+
+def test_programme_window_set_on_the_page_applies_to_publications(
+    client, db_session, population, programme_officer, login, make_user
+):
+    from targeting import community_validation as cv
+
+    login(programme_officer)
+    page_url = f"/lists/{population.list.id}/community-validation"
+    assert "stay open for objections for 30 days" in client.get(page_url).get_data(as_text=True)
+    response = client.post(f"{page_url}/window", data={"window-window_days": "12"})
+    assert response.status_code == 302 and population.programme.objection_days == 12
+    assert "stay open for objections for 12 days" in client.get(page_url).get_data(as_text=True)
+    client.post(page_url, data={"area_code": "10040915", "objection_days": "", "how_to_object": ""})
+    (publication,) = cv.list_publications(population.list, programme_officer)
+    assert publication.objection_days == 12
+    login(make_user("enumerator", areas=["10040915"]))
+    assert client.post(f"{page_url}/window", data={"window-window_days": "3"}).status_code == 403
+    assert population.programme.objection_days == 12

@@ -31,9 +31,17 @@ class PublishForm(FlaskForm):
         _l("Union/ward code, or a larger area to publish in all its unions"),
         validators=[Optional(), Regexp(r"^\d{2}(\d{2}){0,3}$", message=_l("A BBS area code."))],
     )
-    objection_days = IntegerField(_l("Objection window (days)"), default=30, validators=[NumberRange(1, 365)])
+    objection_days = IntegerField(
+        _l("Objection window (days; empty: the programme's window)"), validators=[Optional(), NumberRange(1, 365)]
+    )
     how_to_object = TextAreaField(
         _l("How to object (leave empty for the standard text)"), [Optional(), Length(max=2000)]
+    )
+
+
+class WindowForm(FlaskForm):
+    window_days = IntegerField(
+        _l("Objection window of the programme (days; empty: the default)"), [Optional(), NumberRange(1, 365)]
     )
 
 
@@ -113,6 +121,7 @@ def list_page(list_id: int):
     lst = el.get_list(list_id)
     el.require_reader(current_user)
     form = PublishForm()
+    window_form = WindowForm(prefix="window")
     can_publish = el.can_manage(current_user, lst.programme)
     if request.method == "POST":
         el.require_manager(current_user, lst.programme)
@@ -136,15 +145,35 @@ def list_page(list_id: int):
         else:
             _form_errors(form)
     rows = [cv.publication_view(p, current_user) for p in cv.list_publications(lst, current_user)]
+    if request.method == "GET":
+        window_form.window_days.data = lst.programme.objection_days
     return render_template(
         "validation/list.html",
         lst=lst,
         rows=rows,
         form=form,
+        window_form=window_form,
+        window_days=cv.objection_days_of(lst.programme),
+        default_days=cv.default_objection_days(),
         can_publish=can_publish,
         provenance=cv.validation_view(lst),
         list_url=list_url(lst.id),
     )
+
+
+@bp.route("/lists/<int:list_id>/community-validation/window", methods=["POST"])
+def set_window(list_id: int):
+    """Set the objection window of the list's programme (its officers)."""
+    lst = el.get_list(list_id)
+    form = WindowForm(prefix="window")
+    if form.validate_on_submit():
+        _run(
+            lambda: cv.set_objection_window(lst.programme, current_user, form.window_days.data),
+            _("Objection window saved."),
+        )
+    else:
+        _form_errors(form)
+    return redirect(url_for("validation.list_page", list_id=lst.id))
 
 
 @bp.route("/publications/<int:publication_id>")

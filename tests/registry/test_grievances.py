@@ -320,6 +320,58 @@ def test_grievance_officer_opens_only_households_named_in_cases(db_session, make
     assert visible == [named.id]
 
 
+def test_grievance_officer_reads_only_the_change_requests_of_their_cases(db_session, make_user, officer, households):
+    from models.change_request import ChangeRequest
+    from registry import change_requests as crs
+    from tests.factories import household_record, member
+
+    named, unnamed = households.create(), households.create()
+    open_case(officer, named)
+    enumerator = make_user("enumerator", areas=["10040915"])
+
+    def edit(household):
+        return crs.submit_change(
+            enumerator,
+            "edit_household",
+            payload={"household": {"rooms": 1}},
+            reason="field update",
+            household_id=household.household_id,
+            base_version=1,
+        )
+
+    def registration(name):
+        record = household_record("10040915")
+        record.pop("household_id")
+        return crs.submit_change(
+            enumerator,
+            "new_household",
+            payload={"household": record, "members": [member(1, name_en=name, nid_number=None)]},
+            reason="registration",
+        )
+
+    about_named, about_other = edit(named), edit(unnamed)
+    family_case = gr.open_grievance(
+        officer, channel="hotline", category="exclusion", description="Never registered.", union_code="10040915"
+    )
+    gr.assign_grievance(family_case, officer, actor=officer)
+    gr.request_verification(family_case, actor=officer, instructions="Register the family.")
+    linked, unlinked = registration("Jamal Mia"), registration("Rina Begum")
+    gr.link_change_request(family_case, linked.id, actor=enumerator)
+
+    visible = set(db_session.scalars(select(ChangeRequest.id).where(gr.case_change_request_scope_clause(officer))))
+    assert visible == {about_named.id, linked.id}
+    for cr in (about_named, linked):
+        gr.require_case_change_request_access(officer, cr)
+    for cr in (about_other, unlinked):
+        with pytest.raises(AccessDenied, match="concerns no grievance of your areas"):
+            gr.require_case_change_request_access(officer, cr)
+    with pytest.raises(AccessDenied, match="outside your assigned areas"):
+        gr.require_case_change_request_access(make_user("grievance_officer", areas=["30"]), about_named)
+    supervisor = make_user("supervisor", areas=["10"])
+    gr.require_case_change_request_access(supervisor, about_other)  # other roles: unaffected
+    assert gr.case_change_request_scope_clause(supervisor) is None
+
+
 # --- the complete path: verification change request → approval → re-score → eligibility ---------
 
 
@@ -405,6 +457,73 @@ def test_data_dispute_changes_data_score_and_eligibility(db_session, make_user, 
     assert view["change_request"]["status"] == "approved" and view["after"]["score"] == pytest.approx(after)
 
 
+def test_outcome_is_judged_by_the_programmes_current_rule(
+    db_session, make_user, officer, households, programme_officer
+):
+    """The programme's rule changes while the case is open: eligibility is re-evaluated against the rule
+    as it is at resolution (here: still not eligible, although the old rule would now admit it), and
+    every step of the path leaves an audit event."""
+    from models import AuditEvent
+    from registry import change_requests as crs
+    from targeting import eligibility as el
+    from tests.targeting.score_helpers import make_model, make_run, score_of_predicted
+
+    household = households.create()
+    others = [households.create() for _ in range(3)]
+    model = make_model()
+    before, after = score_of_predicted(8.6), score_of_predicted(7.6)
+    make_run(model, {household: 8.6, **{h: 7.0 + 0.1 * i for i, h in enumerate(others)}})
+    programme = el.create_programme(
+        {"name": "Vulnerable women benefit", "targeting": {"method": "score_below", "value": 60}}, programme_officer
+    )
+    case = open_case(officer, household, category="exclusion", programme_id=programme.id)
+    assert case.eligible_before is False and case.outcome_detail["before"]["eligibility"]["programme_version"] == 1
+    gr.assign_grievance(case, officer, actor=officer)
+    gr.request_verification(case, actor=officer, instructions="Check the land and the dwelling.")
+    enumerator, supervisor = make_user("enumerator", areas=["10040915"]), make_user("supervisor", areas=["1004"])
+    cr = crs.submit_change(
+        enumerator,
+        "edit_household",
+        payload={"household": {"land_cultivable_decimal": 2}},
+        reason=f"field verification for grievance {case.reference}",
+        household_id=household.household_id,
+        base_version=household.current_version,
+    )
+    gr.link_change_request(case, cr.id, actor=enumerator)
+    crs.approve_change(cr.id, supervisor)
+    make_run(model, {household: 7.6, **{h: 7.0 + 0.1 * i for i, h in enumerate(others)}})  # the re-score
+    # The ministry tightens the cut-off below the household's new score before the outcome is recorded.
+    el.update_programme(
+        programme,
+        {"name": programme.name, "targeting": {"method": "score_below", "value": round(after - 5, 1)}},
+        programme_officer,
+    )
+    assert programme.version == 2 and after < 60
+    gr.resolve_grievance(case, actor=officer)
+    assert case.outcome == "still_not_eligible" and case.eligible_after is False
+    assert (case.score_before, case.score_after) == (pytest.approx(before), pytest.approx(after))
+    detail = case.outcome_detail
+    assert detail["after"]["eligibility"]["programme_version"] == 2
+    assert detail["after"]["eligibility"]["rule_hash"] != detail["before"]["eligibility"]["rule_hash"]
+    gr.close_grievance(case, actor=officer, resolution_text="Your record was corrected; you still do not qualify.")
+    steps = [e.kind for e in case.events]
+    audited = db_session.scalars(
+        select(AuditEvent.action)
+        .where(AuditEvent.object_type == "grievance", AuditEvent.object_id == str(case.id))
+        .order_by(AuditEvent.id)
+    ).all()
+    assert audited == [f"grievance.{kind}" for kind in steps]
+    assert steps == [
+        "opened",
+        "assigned",
+        "verification_requested",
+        "change_request_linked",
+        "change_request_approved",
+        "resolved",
+        "closed",
+    ]
+
+
 def test_approval_is_recorded_even_when_nobody_linked_the_request(db_session, make_user, officer, households):
     from registry import change_requests as crs
 
@@ -452,6 +571,52 @@ def test_unregistered_family_is_registered_through_the_case(db_session, make_use
     assert case.household_pk == cr.household_pk is not None
     gr.resolve_grievance(case, actor=officer)
     assert case.outcome == "not_applicable" and case.household_version_after == 1
+
+
+def test_a_family_registered_through_the_case_is_resolved_once_scored(db_session, make_user, officer, households):
+    from models import HouseholdScore, Job
+    from registry import change_requests as crs
+    from targeting import scoring
+    from tests.factories import household_record, member
+
+    run = install_scores(db_session, {households.create(): 50.0})
+    case = gr.open_grievance(
+        officer, channel="union_office", category="exclusion", description="Not registered.", union_code="10040915"
+    )
+    gr.assign_grievance(case, officer, actor=officer)
+    gr.request_verification(case, actor=officer, instructions="Visit and register the family.")
+    enumerator, supervisor = make_user("enumerator", areas=["10040915"]), make_user("supervisor", areas=["10"])
+    record = household_record("10040915")
+    record.pop("household_id")
+    cr = crs.submit_change(
+        enumerator, "new_household", payload={"household": record, "members": [member(1)]}, reason="registration"
+    )
+    gr.link_change_request(case, cr.id, actor=enumerator)
+    crs.approve_change(cr.id, supervisor)
+    job = db_session.scalar(select(Job).where(Job.kind == scoring.RESCORE_JOB).order_by(Job.id.desc()))
+    assert job.status == "queued" and job.payload["household_pk"] == case.household_pk
+    with pytest.raises(gr.GrievanceConflict, match="scoring of household .* is still pending"):
+        gr.resolve_grievance(case, actor=officer)
+    # What the re-score job writes (by hand: the engine is not the point here): the family's first score.
+    db_session.add(
+        HouseholdScore(
+            run_id=run.id,
+            household_pk=case.household_pk,
+            household_version=1,
+            model_id=run.model_id,
+            stratum="rural",
+            predicted_log_pc=7.2,
+            score=12.0,
+            below_poverty_line=True,
+            national_rank=1,
+            national_percentile=0.5,
+        )
+    )
+    job.status = "succeeded"
+    db_session.flush()
+    gr.resolve_grievance(case, actor=officer)
+    assert case.status == "resolved" and case.score_before is None and case.score_after == 12.0
+    assert case.score_run_after_id == run.id and case.household_version_after == 1
 
 
 # --- concurrency (PostgreSQL: real commits, one thread and app context each) ----------------------

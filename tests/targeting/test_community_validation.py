@@ -7,12 +7,12 @@ import datetime as dt
 import json
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from models import AuditEvent, db
 from models.base import utcnow
 from models.programme import EligibilityListEntry
-from models.validation import ValidatedListChange
+from models.validation import Objection, ValidatedListChange
 from registry.access import AccessDenied
 from registry.validation import RecordValidationError
 from targeting import community_validation as cv
@@ -186,13 +186,57 @@ def test_objections_are_checked_against_the_list_and_the_union(db_session, popul
     assert cv.objection_view(inclusion, enumerator)["objector_name"] == "•••"
 
 
-def test_the_window_is_enforced(db_session, population, officer):
+def test_the_window_is_set_per_programme(app, db_session, population, officer, enumerator):
+    programme = population.programme
+    assert programme.objection_days is None and cv.objection_days_of(programme) == 30
+    with pytest.raises(AccessDenied):
+        cv.set_objection_window(programme, enumerator, 14)
+    with pytest.raises(RecordValidationError, match="objection_days"):
+        cv.set_objection_window(programme, officer, 366)
+    cv.set_objection_window(programme, officer, 14)
+    assert programme.version == 1  # the window is not part of the eligibility rule
     publication = publish(population, officer)
+    assert publication.objection_days == 14
+    assert publication.objection_deadline - publication.published_at == dt.timedelta(days=14)
+    # Back to the configured default: new publications follow it, made ones keep their window.
+    cv.set_objection_window(programme, officer, None)
+    app.config["COMMUNITY_OBJECTION_DAYS"] = 45
+    try:
+        (other,) = cv.publish_list(population.list, officer, union_codes=[UNION_B])
+    finally:
+        del app.config["COMMUNITY_OBJECTION_DAYS"]
+    assert other.objection_days == 45 and publication.objection_days == 14
+    events = db_session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "programme.objection_window").order_by(AuditEvent.id)
+    ).all()
+    assert [(e.before, e.after) for e in events] == [
+        ({"objection_days": None}, {"objection_days": 14}),
+        ({"objection_days": 14}, {"objection_days": None}),
+    ]
+
+
+def test_the_window_is_enforced(db_session, population, officer, enumerator):
+    publication = publish(population, officer)
+    publication.objection_deadline = utcnow() + dt.timedelta(minutes=1)  # the last minute: still open
+    objection = cv.record_objection(
+        publication, enumerator, kind="inclusion", reason="Salaried job", household_id=population.a[0].household_id
+    )
+    with pytest.raises(cv.ValidationConflict, match="open until"):
+        cv.finalise_publication(publication, officer)
     close_window(publication)
-    with pytest.raises(cv.ValidationConflict, match="objection window .* closed"):
+    assert not cv.window_open(publication)
+    for who in (officer, enumerator):
+        with pytest.raises(cv.ValidationConflict, match="objection window .* closed"):
+            cv.record_objection(
+                publication, who, kind="exclusion", reason="poor", household_id=population.a[9].household_id
+            )
+    decide(objection, officer)  # the committee meets after the window
+    cv.finalise_publication(publication, officer)
+    with pytest.raises(cv.ValidationConflict, match="finalised"):
         cv.record_objection(
             publication, officer, kind="exclusion", reason="poor", household_id=population.a[9].household_id
         )
+    assert db_session.scalar(select(func.count()).select_from(Objection)) == 1
 
 
 def test_decisions_once_by_the_programme_officers(db_session, population, officer, enumerator):
@@ -221,6 +265,8 @@ def test_evidence_is_checked_by_content(db_session, population, officer, enumera
     evidence = cv.add_objection_evidence(objection, enumerator, "../photo.png", PNG, tmp_path)
     assert evidence.content_type == "image/png" and evidence.filename == "photo.png"
     assert (tmp_path / evidence.storage_path).read_bytes() == PNG
+    event = db_session.scalar(select(AuditEvent).where(AuditEvent.action == "objection.evidence"))
+    assert event.object_id == str(objection.id) and evidence.sha256[:12] in event.summary
     with pytest.raises(RecordValidationError, match="only JPEG, PNG or PDF"):
         cv.add_objection_evidence(objection, enumerator, "notes.png", b"just text, not an image", tmp_path)
     found, path = cv.get_evidence_file(objection, evidence.id, officer, tmp_path)
@@ -233,9 +279,10 @@ def test_evidence_is_checked_by_content(db_session, population, officer, enumera
 # --- the validated list -------------------------------------------------------------------------
 
 
-def test_objection_decision_validated_list_with_provenance(db_session, population, officer, enumerator):
+def test_objection_decision_validated_list_with_provenance(db_session, households, population, officer, enumerator):
     source_ids = population.ids(population.list)
     a = population.a
+    newcomer = households.create(union_code=RURAL_UNION)  # registered after the list's score run
     assert source_ids[:3] == [a[0].household_id, population.b[0].household_id, a[1].household_id]
     publication = publish(population, officer)
     removed = cv.record_objection(
@@ -255,9 +302,13 @@ def test_objection_decision_validated_list_with_provenance(db_session, populatio
         family_head_name="Jamal Mia",
         family_village="Char Kukri",
     )
+    unscored = cv.record_objection(
+        publication, enumerator, kind="exclusion", reason="Arrived last month", household_id=newcomer.household_id
+    )
     with pytest.raises(cv.ValidationConflict, match="window .* is open"):
         cv.finalise_publication(publication, officer)
     close_window(publication)
+    decide(unscored, officer)  # upheld, but not scored in the list's run: joins a later list
     decide(removed, officer)
     with pytest.raises(cv.ValidationConflict, match="without a committee decision"):
         cv.finalise_publication(publication, officer)
@@ -285,6 +336,23 @@ def test_objection_decision_validated_list_with_provenance(db_session, populatio
     }
     changes = db_session.scalars(select(ValidatedListChange).where(ValidatedListChange.list_id == validated.id)).all()
     assert len(changes) == 2 and all(c.publication_id == publication.id for c in changes)
+    # Upheld but not applicable to this list: named, with their decisions, for the next one.
+    assert [(d["objection_id"], d["household_id"], d["reason"], d["decision_id"]) for d in provenance["deferred"]] == [
+        (family.id, None, "not registered yet", family.decision.id),
+        (unscored.id, newcomer.household_id, "not scored in the list's score run", unscored.decision.id),
+    ]
+    # Every step is audited: the publication, each objection and its decision, the validated list.
+    audited = {
+        (e.action, e.object_id)
+        for e in db_session.scalars(select(AuditEvent).where(AuditEvent.action.not_like("change_request%")))
+    }
+    objections = (removed, added, dismissed, family, unscored)
+    assert audited >= {
+        ("eligibility_list.publish", str(population.list.id)),
+        *(("objection.record", str(o.id)) for o in objections),
+        *(("objection.decide", str(o.id)) for o in objections),
+        ("eligibility_list.validate", str(validated.id)),
+    }
     with pytest.raises(cv.ValidationConflict, match="already finalised"):
         cv.finalise_publication(publication, officer)
     with pytest.raises(cv.ValidationConflict, match="is a validated list"):
@@ -303,8 +371,11 @@ def test_objection_decision_validated_list_with_provenance(db_session, populatio
     assert len(cv.validation_view(second)["changes"]) == 3
 
 
-def test_unregistered_family_starts_a_new_household_change_request(db_session, population, officer, enumerator):
+def test_unregistered_family_starts_a_new_household_change_request(
+    db_session, population, officer, enumerator, make_user
+):
     from models.change_request import ChangeRequest
+    from registry import change_requests as crs
 
     publication = publish(population, officer)
     record = household_record(RURAL_UNION)
@@ -334,6 +405,40 @@ def test_unregistered_family_starts_a_new_household_change_request(db_session, p
             family_head_name="Rina",
             new_household={"household": record, "members": [member(1)]},
         )
+
+    # A family described first and registered later: its change request is linked afterwards.
+    later = cv.record_objection(
+        publication, officer, kind="exclusion", reason="Widow, no land", family_head_name="Rina Begum"
+    )
+    assert later.change_request_id is None
+    other_union = crs.submit_change(
+        make_user("enumerator", areas=[UNION_B]),
+        "new_household",
+        payload={"household": {**household_record(UNION_B), "household_id": None}, "members": [member(1)]},
+        reason="registration in another union",
+    )
+    with pytest.raises(RecordValidationError, match=f"new household in union {RURAL_UNION}"):
+        cv.link_registration(later, enumerator, other_union.id)
+    with pytest.raises(RecordValidationError, match="names a registered household"):
+        cv.link_registration(
+            cv.record_objection(
+                publication, officer, kind="exclusion", reason="poor", household_id=population.a[8].household_id
+            ),
+            enumerator,
+            cr.id,
+        )
+    registration = crs.submit_change(
+        enumerator,
+        "new_household",
+        payload={"household": {**household_record(RURAL_UNION), "household_id": None}, "members": [member(1)]},
+        reason=f"registration asked by objection {later.id}",
+    )
+    with pytest.raises(AccessDenied):
+        cv.link_registration(later, make_user("enumerator", areas=[UNION_B]), registration.id)
+    cv.link_registration(later, enumerator, registration.id)
+    assert cv.objection_view(later, officer)["change_request"]["id"] == registration.id
+    event = db_session.scalar(select(AuditEvent).where(AuditEvent.action == "objection.link_registration"))
+    assert event.object_id == str(later.id) and event.after == {"change_request_id": registration.id}
 
 
 # --- spot-check ---------------------------------------------------------------------------------
@@ -375,6 +480,21 @@ def test_spot_check_flags_diverging_decisions_and_high_override_unions(
     )
     with pytest.raises(AccessDenied):
         cv.spot_check(population.list, enumerator)
+
+
+def test_override_rates_flag_unusual_unions():
+    usual = {"u1": 0.02, "u2": 0.03, "u3": 0.02, "u4": 0.04, "u5": 0.03}
+    flags, mean, sd = cv.flag_override_rates({**usual, "u6": 0.15})
+    # mean 0.0483, sd 0.0460: u6 (0.15) lies above mean + 2 sd = 0.1403 although under the 20 % ceiling.
+    assert mean == pytest.approx(0.29 / 6) and sd == pytest.approx(0.04598, abs=1e-4)
+    assert {k for k, reasons in flags.items() if reasons} == {"u6"}
+    assert flags["u6"] == ["override rate above the mean + 2 sd of the published unions"]
+    # Fewer than five unions: only the fixed ceiling applies.
+    flags, _mean, _sd = cv.flag_override_rates({"u1": 0.02, "u2": 0.03, "u6": 0.15})
+    assert not any(flags.values())
+    flags, _mean, _sd = cv.flag_override_rates({"u1": 0.02, "u7": 0.25}, override_rate=0.2)
+    assert flags == {"u1": [], "u7": ["override rate above 20%"]}
+    assert cv.flag_override_rates({}) == ({}, None, None)
 
 
 # --- concurrency (PostgreSQL: real commits, one thread and app context each) ----------------------
