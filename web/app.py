@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 from flask import Flask, g, request, session
+from flask_babel import get_locale
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -61,7 +62,10 @@ def _init_extensions(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db)
     csrf.init_app(app)
+    # The Bangla catalogue (web/translations/bn/LC_MESSAGES/messages.{po,mo}); see docs/translations.md.
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(Path(__file__).parent / "translations"))
     babel.init_app(app, locale_selector=_select_locale)
+    app.jinja_env.globals["get_locale"] = get_locale  # base.html: <html lang="...">
     login_manager.init_app(app)
     login_manager.login_view = "web.login"
     login_manager.session_protection = "strong"
