@@ -58,6 +58,14 @@ def _conflict(error: crs.ChangeRequestConflict):
     return jsonify(body), 409
 
 
+def _commit_then(body):
+    """Commit, and answer with ``body`` built just before it: read from the objects the service left
+    in the session, instead of reloading everything the commit expires (the user, the request, the
+    household and its members) for the answer. A failed commit raises: the body is never sent."""
+    db.session.commit()
+    return body
+
+
 def evidence_root() -> Path:
     """Where evidence files live: outside the database, below the upload folder."""
     base = current_app.config.get("UPLOAD_FOLDER") or str(Path(current_app.instance_path) / "uploads")
@@ -93,8 +101,7 @@ class ChangeRequestCollection(MethodView):
             household_id=data["household_id"],
             base_version=data["base_version"],
         )
-        db.session.commit()
-        return crs.detail_view(cr, user)
+        return _commit_then(crs.detail_view(cr, user))
 
 
 @blp.route("/<int:change_request_id>")
@@ -122,8 +129,7 @@ class ApproveChangeRequest(MethodView):
         except crs.ChangeRequestStale:
             db.session.commit()  # the request stays stale; the reviewer is told why
             raise
-        db.session.commit()
-        return crs.detail_view(cr, user)
+        return _commit_then(crs.detail_view(cr, user))
 
 
 @blp.route("/<int:change_request_id>/reject")
@@ -134,8 +140,7 @@ class RejectChangeRequest(MethodView):
         """Reject with a reason (required)."""
         user = current_api_user()
         cr = crs.reject_change(change_request_id, user, data["reason"])
-        db.session.commit()
-        return crs.detail_view(cr, user)
+        return _commit_then(crs.detail_view(cr, user))
 
 
 @blp.route("/<int:change_request_id>/withdraw")
@@ -145,8 +150,7 @@ class WithdrawChangeRequest(MethodView):
         """The submitter withdraws a pending or stale request."""
         user = current_api_user()
         cr = crs.withdraw_change(change_request_id, user)
-        db.session.commit()
-        return crs.detail_view(cr, user)
+        return _commit_then(crs.detail_view(cr, user))
 
 
 @blp.route("/<int:change_request_id>/rebase")

@@ -4,6 +4,7 @@
     python bench/approval_bench.py --households 20000 --seconds 20 --keep
     python bench/approval_bench.py --database-url postgresql://postgres@127.0.0.1:5432/socreg_bench_x  # reuse
     python bench/approval_bench.py --profile 40          # also: where one submit+approve cycle spends its time
+    python bench/approval_bench.py --approve-only        # the approval path alone (requests pre-written)
 
 1. Creates a fresh PostgreSQL database (server from ``SOCREG_DATABASE_URL``, default
    ``postgresql://postgres@127.0.0.1:5432/postgres``), migrates it, loads the geography and
@@ -15,7 +16,14 @@
    supervisor (``POST /api/v1/change-requests/{id}/approve``), on its own households (so no
    409 is expected), over keep-alive HTTP connections.
 4. Prints approvals/s, p50/p95/p99 latency of submits, approvals and whole cycles, and the error
-   count by status. The first ``--warmup`` seconds are not counted.
+   count by status (with the first answer of each kind). The first ``--warmup`` seconds are not
+   counted.
+
+``--approve-only`` isolates the approval path: before the clock starts, one pending edit per
+household of each client is written straight into ``change_requests`` (one set-based statement
+that builds the same payload and proposed state a submission stores), and the clients only approve
+them. Submission cost is dominated by validating the full proposed record (``registry.validation``),
+so the two modes together say which side limits the cycle.
 
 The clients run on the same machine as the server and the database: their CPU is part of the
 figure. The machine's load average is printed because other processes skew the results.
@@ -57,7 +65,7 @@ def _fresh_database(server_url: str) -> tuple[str, callable]:
     from config import normalise_database_url
 
     url = make_url(normalise_database_url(server_url))
-    name = f"socreg_bench_cr_{uuid.uuid4().hex[:8]}"
+    name = f"bench_approval_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
@@ -111,7 +119,7 @@ def _prepare(url: str, households: int, seed: int, clients: int) -> dict:
             tokens.append(pair)
         # Each client gets its own households (so the one-pending rule never refuses it) and their versions.
         rows = db.session.execute(
-            select(Household.household_id, Household.current_version)
+            select(Household.household_id, Household.current_version, Household.poultry)
             .where(Household.status == "active")
             .order_by(func.random())
             .limit(clients * 4000)
@@ -119,7 +127,68 @@ def _prepare(url: str, households: int, seed: int, clients: int) -> dict:
         db.session.commit()
         db.engine.dispose()
     shares = [{r.household_id: r.current_version for r in rows[i::clients]} for i in range(clients)]
-    return {"tokens": tokens, "households": shares}
+    poultry = {r.household_id: r.poultry for r in rows}
+    return {"tokens": tokens, "households": shares, "poultry": poultry}
+
+
+def _new_poultry(current: int | None) -> int:
+    """A poultry count other than the current one (a request that changes nothing is refused, 422)."""
+    value = random.randint(0, 400)
+    return value if value != current else value + 1
+
+
+def _pending_requests(url: str, prepared: dict) -> list[list[int]]:
+    """--approve-only: one pending ``edit_household`` request (poultry changed) per household of each
+    client, as a submission would store it: the payload, the proposed state (the current version's
+    snapshot with the new value), no warnings or flags, one approval needed."""
+    from config import normalise_database_url
+
+    engine = sa.create_engine(normalise_database_url(url))
+    out = []
+    with engine.begin() as conn:
+        for i, share in enumerate(prepared["households"]):
+            user_id = conn.execute(
+                sa.text("SELECT id FROM users WHERE username = :name"), {"name": f"bench_enumerator_{i}"}
+            ).scalar_one()
+            ids = conn.execute(
+                sa.text(
+                    """
+                    INSERT INTO change_requests (
+                        kind, status, household_pk, household_id, union_code, base_version, payload, proposed,
+                        reason, warnings, duplicate_flags, nid_conflicts, risk_reasons, approvals_required,
+                        submitted_by_id, submitted_at, updated_at, rebase_count)
+                    SELECT 'edit_household', 'pending', h.id, h.household_id, h.union_code, h.current_version,
+                           jsonb_build_object('household', jsonb_build_object('poultry', p.value)),
+                           jsonb_set(v.snapshot, '{household,poultry}', to_jsonb(p.value)),
+                           'bench: poultry count updated', '[]', '[]', '[]', '[]', 1, :user_id, now(), now(), 0
+                    FROM households h
+                    JOIN household_versions v ON v.household_pk = h.id AND v.version_no = h.current_version
+                    CROSS JOIN LATERAL (
+                        SELECT CASE WHEN coalesce(h.poultry, 0) > 0 THEN h.poultry - 1 ELSE 1 END AS value
+                    ) p
+                    WHERE h.household_id = ANY(:ids) AND h.status = 'active' AND NOT EXISTS (
+                        SELECT 1 FROM change_requests c WHERE c.household_pk = h.id AND c.status = 'pending')
+                    RETURNING id
+                    """
+                ),
+                {"user_id": user_id, "ids": list(share)},
+            ).scalars()
+            out.append(sorted(ids))
+    engine.dispose()
+    return out
+
+
+def _withdraw_leftovers(url: str, ids: list[int]) -> None:
+    """Withdraw the pre-written requests not approved, so that a reused database takes submissions."""
+    from config import normalise_database_url
+
+    engine = sa.create_engine(normalise_database_url(url))
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE change_requests SET status = 'withdrawn' WHERE status = 'pending' AND id = ANY(:ids)"),
+            {"ids": ids},
+        )
+    engine.dispose()
 
 
 def _free_port() -> int:
@@ -173,8 +242,22 @@ def _start_server(url: str, port: int, workers: int, threads: int) -> subprocess
 class Client(threading.Thread):
     """Submit an edit as an enumerator, approve it as a supervisor, again and again."""
 
-    def __init__(self, port: int, tokens: dict, households: dict, stop_at: float, count_from: float):
+    def __init__(
+        self,
+        port: int,
+        tokens: dict,
+        households: dict,
+        stop_at: float,
+        count_from: float,
+        pending: list[int] | None = None,
+        poultry: dict | None = None,
+    ):
         super().__init__(daemon=True)
+        #: --approve-only: ids of pending requests to approve (no submissions).
+        self.pending = pending
+        #: The households' current poultry counts (each edit sets another value).
+        self.poultry = dict(poultry or {})
+        self.finished_at = 0.0
         self.port = port
         self.tokens = tokens
         self.households = households
@@ -187,6 +270,8 @@ class Client(threading.Thread):
         self.cycle_ms: list[float] = []
         self.approvals = 0
         self.errors: Counter = Counter()
+        #: The first answer of each kind of error, to print (a count alone does not say what went wrong).
+        self.samples: dict[str, str] = {}
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 
     def _post(self, path: str, token: str, body: dict | None) -> tuple[int, dict, float]:
@@ -209,6 +294,30 @@ class Client(threading.Thread):
         return response.status, parsed, elapsed
 
     def run(self) -> None:
+        if self.pending is not None:
+            self._approve_only()
+        else:
+            self._cycles()
+        self.finished_at = time.monotonic()
+        self.conn.close()
+
+    def _approve_only(self) -> None:
+        for cr_id in self.pending:
+            if time.monotonic() >= self.stop_at:
+                return
+            counted = time.monotonic() >= self.count_from
+            status, body, ms = self._post(f"/api/v1/change-requests/{cr_id}/approve", self.tokens["supervisor"], None)
+            if counted:
+                self.approve_ms.append(ms)
+                self.cycle_ms.append(ms)
+            if status == 200 and body.get("status") == "approved":
+                if counted:
+                    self.approvals += 1
+            elif counted:
+                self._error(f"approve {status} {body.get('error', {}).get('code', '')}".strip(), body)
+        _log("a client ran out of pending requests before the end: raise --households or shorten --seconds")
+
+    def _cycles(self) -> None:
         i = 0
         while time.monotonic() < self.stop_at:
             household_id = self.order[i % len(self.order)]
@@ -224,14 +333,14 @@ class Client(threading.Thread):
                     "household_id": household_id,
                     "base_version": version,
                     "reason": "bench: poultry count updated",
-                    "household": {"poultry": random.randint(0, 400)},
+                    "household": {"poultry": (poultry := _new_poultry(self.poultry.get(household_id)))},
                 },
             )
             if counted:
                 self.submit_ms.append(ms)
             if status != 201:
                 if counted:
-                    self.errors[f"submit {status} {body.get('error', {}).get('code', '')}".strip()] += 1
+                    self._error(f"submit {status} {body.get('error', {}).get('code', '')}".strip(), body)
                 if status == 409 and body.get("error", {}).get("details", {}).get("current_version"):
                     self.households[household_id] = body["error"]["details"]["current_version"]
                 continue
@@ -242,12 +351,16 @@ class Client(threading.Thread):
                 self.approve_ms.append(ms)
             if status == 200 and body.get("status") == "approved":
                 self.households[household_id] = body["applied_version"]
+                self.poultry[household_id] = poultry
                 if counted:
                     self.approvals += 1
                     self.cycle_ms.append((time.perf_counter() - cycle_started) * 1000)
             elif counted:
-                self.errors[f"approve {status} {body.get('error', {}).get('code', '')}".strip()] += 1
-        self.conn.close()
+                self._error(f"approve {status} {body.get('error', {}).get('code', '')}".strip(), body)
+
+    def _error(self, key: str, body: dict) -> None:
+        self.errors[key] += 1
+        self.samples.setdefault(key, json.dumps(body.get("error", body), ensure_ascii=False)[:600])
 
 
 def _machine_speed() -> str:
@@ -298,7 +411,7 @@ def _profile(url: str, cycles: int, prepared: dict) -> None:
                 "household_id": household_id,
                 "base_version": households[household_id],
                 "reason": "profile",
-                "household": {"poultry": random.randint(0, 400)},
+                "household": {"poultry": _new_poultry(prepared["poultry"].get(household_id))},
             },
             headers={"Authorization": f"Bearer {tokens['enumerator']}"},
         )
@@ -339,6 +452,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default=None, help="reuse this prepared database (not dropped)")
     parser.add_argument("--keep", action="store_true", help="keep the fresh database (prints its URL)")
     parser.add_argument("--profile", type=int, default=0, metavar="CYCLES", help="also profile CYCLES cycles")
+    parser.add_argument(
+        "--approve-only", action="store_true", help="pre-write pending requests; the clients only approve them"
+    )
     args = parser.parse_args(argv)
 
     server = os.environ.get("SOCREG_DATABASE_URL") or DEFAULT_SERVER
@@ -353,6 +469,11 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         prepared = _prepare(url, args.households, args.seed, args.clients)
         _log(f"prepared in {time.perf_counter() - started:.0f} s")
+        pending = [None] * args.clients
+        if args.approve_only:
+            started = time.perf_counter()
+            pending = _pending_requests(url, prepared)
+            _log(f"wrote {sum(map(len, pending)):,} pending requests in {time.perf_counter() - started:.0f} s")
         port = _free_port()
         proc = _start_server(url, port, args.workers, args.threads)
         _log(f"server up on 127.0.0.1:{port} ({args.workers} workers x {args.threads} threads)")
@@ -361,7 +482,15 @@ def main(argv: list[str] | None = None) -> int:
         count_from = now + args.warmup
         stop_at = count_from + args.seconds
         clients = [
-            Client(port, prepared["tokens"][i], prepared["households"][i], stop_at, count_from)
+            Client(
+                port,
+                prepared["tokens"][i],
+                prepared["households"][i],
+                stop_at,
+                count_from,
+                pending[i],
+                {h: prepared["poultry"][h] for h in prepared["households"][i]},
+            )
             for i in range(args.clients)
         ]
         for c in clients:
@@ -371,19 +500,31 @@ def main(argv: list[str] | None = None) -> int:
         load_after = os.getloadavg()
         approvals = sum(c.approvals for c in clients)
         errors = sum((c.errors for c in clients), Counter())
+        # Requests started before the end finish after it: the window runs until the last client stopped.
+        window = max(max(c.finished_at for c in clients), stop_at) - count_from
+        mode = "approve only (pre-written requests)" if args.approve_only else "submit + approve cycles"
         print(
-            f"\napproval benchmark: {args.households:,} households, {args.clients} clients, {args.seconds:g} s "
-            f"(after {args.warmup:g} s warm-up), server {args.workers}x{args.threads}, {os.cpu_count()} CPUs"
+            f"\napproval benchmark, {mode}: {args.households:,} households, {args.clients} clients, "
+            f"{args.seconds:g} s (after {args.warmup:g} s warm-up), server {args.workers}x{args.threads}, "
+            f"{os.cpu_count()} CPUs"
         )
-        print(f"approvals/s   {approvals / args.seconds:8.1f}   ({approvals} approvals)")
+        print(f"approvals/s   {approvals / window:8.1f}   ({approvals} approvals in {window:.1f} s)")
         print(f"submit        {_percentiles([m for c in clients for m in c.submit_ms])}")
         print(f"approve       {_percentiles([m for c in clients for m in c.approve_ms])}")
         print(f"cycle         {_percentiles([m for c in clients for m in c.cycle_ms])}")
         print(f"errors        {sum(errors.values())}" + (f"  {dict(errors)}" if errors else ""))
+        samples = {}
+        for c in clients:
+            for key, text in c.samples.items():
+                samples.setdefault(key, text)
+        for key, text in samples.items():
+            print(f"  first {key}: {text}")
         print(f"load average  {load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min)")
         print(f"cpu probe     {_machine_speed()}")
         if args.profile:
             _profile(url, args.profile, prepared)
+        if args.approve_only:
+            _withdraw_leftovers(url, [i for ids in pending for i in ids])
     finally:
         if proc is not None:
             os.killpg(proc.pid, signal.SIGTERM)

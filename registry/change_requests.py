@@ -25,8 +25,12 @@ re-based on a newer version by applying the same operation again):
 * ``deactivate``: ``{"inactive_reason": dissolved|duplicate|migrated, "duplicate_of": household id}``.
 
 Validation is the import's (``registry.validation.validate_records``: one code path) on the full
-proposed state, then again inside ``registry.households.write_version``/``create_household`` on
-approval. Plausibility checks produce *warnings* for the reviewer, not refusals.
+proposed state, at submission and at re-base; the validated state is stored in ``proposed``.
+Approval applies it only while its base version is still current, so it does not validate the same
+record against the same version again (``write_version(validated=True)``); national IDs are
+re-checked against other households, and the database's CHECK constraints and unique national-ID
+index still guard the write. New households (and the household a split creates) are validated again
+by ``create_household``. Plausibility checks produce *warnings* for the reviewer, not refusals.
 
 Decisions (and why):
 
@@ -34,12 +38,16 @@ Decisions (and why):
   second pending request would go stale the moment the first is approved, even if it touched other
   fields. A second submission is refused with 409 naming the pending one (withdraw it, or wait).
   The check runs under the household's row lock, so two simultaneous submissions cannot both pass.
-* **Approval** locks the household row (``SELECT … FOR UPDATE``; SQLite serialises writers), then
-  the request row, re-checks the request is still pending and that its base version is current.
-  If not, the request becomes ``stale`` (that state is flushed and the caller commits it before
-  answering 409) and the submitter may ``rebase`` it: the same operation applied to the current
-  version, revalidated, with the changes made in between shown. Validation and duplicate search
-  happen before the lock, so the lock is held for a few statements only.
+* **Approval** locks the household row only (``SELECT … FOR UPDATE OF households``, found from the
+  request in the same statement; SQLite serialises writers), then reads the request again and
+  checks it is still pending and that its base version is current. If not, the request becomes
+  ``stale`` (that state is flushed and the caller commits it before answering 409) and the
+  submitter may ``rebase`` it: the same operation applied to the current version, revalidated, with
+  the changes made in between shown. Rejecting, withdrawing and re-basing take the same household
+  lock, and so does the one-pending check of a submission, so every decision on a household's
+  requests is serialised by one row lock (a new household's request, having no household row yet,
+  locks its own row). Validation and duplicate search happen at submission, so the lock is held for
+  a few statements only: an edit's approval is about ten statements (see ``bench/approval_bench.py``).
 * **High-risk requests** (a national ID changed or cleared on an existing member, a deactivation,
   a likely duplicate person) need two approvals by two different supervisors, neither the
   submitter. The first approval is recorded; the second applies.
@@ -71,9 +79,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import BigInteger, cast, false, func, or_, select, text
+from sqlalchemy import BigInteger, and_, cast, false, func, or_, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from models import Household, HouseholdVersion, Member, User, db
 from models.base import utcnow
@@ -508,14 +518,21 @@ def _persons_to_check(kind: str, base: Mapping | None, proposed: Mapping) -> lis
     return out
 
 
-def find_nid_conflicts(states: Iterable[Mapping | None], exclude_household_pks: Iterable[int]) -> list[dict]:
-    """National IDs in the proposed states held by current members of *other* households."""
+def find_nid_conflicts(
+    states: Iterable[Mapping | None], exclude_household_pks: Iterable[int], *, own_nids: Iterable[str] = ()
+) -> list[dict]:
+    """National IDs in the proposed states held by current members of *other* households.
+
+    ``own_nids`` are the IDs the excluded household's current members hold: the unique index on
+    members' national IDs means no other household holds them, so they are not looked up (an edit
+    that keeps the household's IDs costs no query)."""
     by_nid = {}
+    own = set(own_nids)
     for state in states:
         if state is None:
             continue
         for m in state["members"]:
-            if m.get("nid_number"):
+            if m.get("nid_number") and m["nid_number"] not in own:
                 by_nid[m["nid_number"]] = m["line_no"]
     if not by_nid:
         return []
@@ -531,6 +548,13 @@ def find_nid_conflicts(states: Iterable[Mapping | None], exclude_household_pks: 
         {"line_no": by_nid[nid], "nid_number": nid, "household_id": other, "other_line_no": other_line}
         for nid, other_line, other in db.session.execute(stmt).all()
     ]
+
+
+def _nids_of(household: Household | None) -> set[str]:
+    """National IDs held by a household's current members (loaded with it)."""
+    if household is None:
+        return set()
+    return {m.nid_number for m in household.members if m.nid_number}
 
 
 @dataclass
@@ -573,7 +597,7 @@ def _prepare(kind: str, payload: Mapping, base: Mapping | None, household: House
         if persons
         else []
     )
-    conflicts = find_nid_conflicts([proposed, new_household], own)
+    conflicts = find_nid_conflicts([proposed, new_household], own, own_nids=_nids_of(household))
     return _Prepared(
         payload, proposed, new_household, warnings, flags, conflicts, _risk_reasons(kind, base, proposed, flags)
     )
@@ -587,6 +611,11 @@ def require_reader(user: User, cr: ChangeRequest) -> None:
     if user.role not in READER_ROLES:
         raise access.AccessDenied(f"role {user.role!r} has no access to change requests")
     access.require_area(user, cr.union_code)
+    if user.role == "grievance_officer":
+        # Imported here: registry.grievances builds on this module.
+        from registry.grievances import require_case_change_request_access
+
+        require_case_change_request_access(user, cr)
 
 
 def _require_reviewer(user: User, cr: ChangeRequest) -> None:
@@ -622,30 +651,80 @@ def scope_clause(user: User):
         return None
     if not user.area_codes:
         return false()
-    return or_(*(ChangeRequest.union_code.startswith(code, autoescape=True) for code in user.area_codes))
+    clause = or_(*(ChangeRequest.union_code.startswith(code, autoescape=True) for code in user.area_codes))
+    if user.role == "grievance_officer":
+        # A change request carries a household's personal data: only those of their cases.
+        from registry.grievances import case_change_request_scope_clause
+
+        clause = and_(clause, case_change_request_scope_clause(user))
+    return clause
 
 
 # --- writes ------------------------------------------------------------------------------
 
 
-def _lock_household(pk: int) -> Household:
-    """The household row, locked for the rest of the transaction and freshly read."""
-    return db.session.execute(
-        select(Household)
-        .where(Household.id == pk)
-        .with_for_update()
-        .options(selectinload(Household.members))
-        .execution_options(populate_existing=True)
-    ).scalar_one()
-
-
-def _lock_request(cr_id: int) -> ChangeRequest:
-    return db.session.execute(
+def _lock_for_decision(change_request_id) -> tuple[Household | None, ChangeRequest]:
+    """Serialise every decision on a request (approve, reject, withdraw, re-base) and every submission
+    for the same household on one lock: the household's row, found from the request in the same
+    statement. The request is read after the lock, so a decision taken meanwhile is seen. A new
+    household has no row yet: its request row is locked instead (an approval sets ``household_pk``
+    only when it commits). Raises :class:`ChangeRequestNotFound`."""
+    try:
+        cr_id = int(change_request_id)
+    except (TypeError, ValueError):
+        raise ChangeRequestNotFound(change_request_id) from None
+    household_pk = select(ChangeRequest.household_pk).where(ChangeRequest.id == cr_id).scalar_subquery()
+    household = (
+        db.session.execute(
+            select(Household)
+            .where(Household.id == household_pk)
+            .with_for_update(of=Household)
+            .options(joinedload(Household.members))
+            .execution_options(populate_existing=True)
+        )
+        .unique()
+        .scalar_one_or_none()
+    )
+    # The submitter (for the answer's "submitted_by") and the evidence list come in the same statement.
+    stmt = (
         select(ChangeRequest)
         .where(ChangeRequest.id == cr_id)
-        .with_for_update()
+        .options(
+            joinedload(ChangeRequest.submitted_by).lazyload(User.areas),
+            joinedload(ChangeRequest.evidence),
+        )
         .execution_options(populate_existing=True)
-    ).scalar_one()
+    )
+    if household is None:
+        stmt = stmt.with_for_update(of=ChangeRequest)
+    cr = db.session.execute(stmt).unique().scalar_one_or_none()
+    if cr is None:
+        raise ChangeRequestNotFound(change_request_id)
+    if household is not None:
+        set_committed_value(cr, "household", household)  # keeps it in the session for the answer
+    return household, cr
+
+
+def _snapshot(household: Household, version_no: int) -> dict:
+    """A version's state; the current one straight from the current tables (which always equal the
+    latest snapshot), sparing a read of the version row."""
+    if version_no == household.current_version:
+        return hh.snapshot_of(household)
+    return hh.get_version(household, version_no).snapshot
+
+
+def _household_for_update(household_id: str) -> Household:
+    """The current state of a household by registry id, with its members, in one statement."""
+    household = (
+        db.session.execute(
+            select(Household).where(Household.household_id == household_id).options(joinedload(Household.members))
+        )
+        .unique()
+        .scalar_one_or_none()
+    )
+    if household is None:
+        raise hh.HouseholdNotFound(household_id)
+    return household
 
 
 def _pending_for(household_pk: int, exclude_id: int | None = None) -> ChangeRequest | None:
@@ -714,7 +793,7 @@ def submit_change(
         if UNION_CODE_PATTERN.match(union):
             access.require_area(actor, union)
     else:
-        household = hh.get_household(household_id)
+        household = _household_for_update(household_id)
         access.require_area(actor, household.union_code)
         if household.status != "active":
             raise ChangeRequestConflict(
@@ -724,7 +803,7 @@ def submit_change(
             )
         if base_version != household.current_version:
             raise _outdated_conflict(household, base_version)
-        base = hh.get_version(household, base_version).snapshot
+        base = _snapshot(household, base_version)
         union = household.union_code
 
     prepared = _prepare(kind, payload, base, household)
@@ -755,7 +834,10 @@ def submit_change(
         risk_reasons=prepared.risks,
         approvals_required=2 if prepared.risks else 1,
         submitted_by_id=actor.id,
+        evidence=[],  # none yet: known, so that showing the new request does not query for it
     )
+    if household is not None:
+        set_committed_value(cr, "household", household)  # loaded with its members: the answer reads it
     db.session.add(cr)
     db.session.flush()
     target = cr.household_id or f"a new household in {union}"
@@ -819,22 +901,17 @@ def approve_change(change_request_id: int, actor: User) -> ChangeRequest:
     :class:`ChangeRequestConflict` (not pending, national ID conflict, concurrent integrity conflict)
     and :class:`ChangeRequestStale` (the request is now stale: commit, then tell the reviewer why).
     """
-    cr = get_change_request(change_request_id)
+    household, cr = _lock_for_decision(change_request_id)
     _require_approver(actor, cr)
     if cr.status != "pending":
         raise ChangeRequestConflict("not_pending", f"change request {cr.id} is {cr.status}", {"status": cr.status})
     proposed, new_household = _states_of(cr)
     exclude = [cr.household_pk] if cr.household_pk else []
-    # Before the lock: the cheap, indexed re-check of national IDs (the other household may be fixed by now).
-    conflicts = find_nid_conflicts([proposed, new_household], exclude)
+    # National IDs again (the other household may have been corrected, or taken one since): only IDs
+    # the household does not already hold, through the unique index; none for most edits.
+    conflicts = find_nid_conflicts([proposed, new_household], exclude, own_nids=_nids_of(household))
     if conflicts:
         raise _nid_conflict_error(cr, conflicts)
-
-    household = _lock_household(cr.household_pk) if cr.household_pk else None
-    cr = _lock_request(cr.id)
-    if cr.status != "pending":
-        raise ChangeRequestConflict("not_pending", f"change request {cr.id} is {cr.status}", {"status": cr.status})
-    _require_approver(actor, cr)
     now = utcnow()
     if household is not None and household.current_version != cr.base_version:
         cr.status = "stale"
@@ -952,6 +1029,9 @@ def _apply(cr, household, proposed, new_household, actor) -> list[tuple[Househol
             proposed["members"],
             status=status,
             inactive_reason=proposed.get("inactive_reason") if status else None,
+            # Validated on submission (or re-base) against this very base version, which the caller
+            # checked is current under the lock: validating again would only repeat the same answer.
+            validated=True,
             **common,
         )
         applied.append((household, version))
@@ -966,18 +1046,17 @@ def _apply(cr, household, proposed, new_household, actor) -> list[tuple[Househol
 
 def _changed_since_base_summary(household: Household, base_version: int) -> dict:
     base = hh.get_version(household, base_version).snapshot
-    current = hh.current_version_of(household).snapshot
+    current = hh.snapshot_of(household)
     return diff_states(base, current)["summary"]
 
 
 def reject_change(change_request_id: int, actor: User, reason: str) -> ChangeRequest:
     """Reject a pending change request with a reason (flushes; the caller commits)."""
-    cr = get_change_request(change_request_id)
+    _household, cr = _lock_for_decision(change_request_id)
     _require_reviewer(actor, cr)
     reason = (reason or "").strip()
     if len(reason) < 3:
         raise _invalid("reason", reason, "required: tell the submitter why (at least 3 characters)")
-    cr = _lock_request(cr.id)
     if cr.status != "pending":
         raise ChangeRequestConflict("not_pending", f"change request {cr.id} is {cr.status}", {"status": cr.status})
     now = utcnow()
@@ -993,9 +1072,8 @@ def reject_change(change_request_id: int, actor: User, reason: str) -> ChangeReq
 
 def withdraw_change(change_request_id: int, actor: User) -> ChangeRequest:
     """The submitter withdraws a pending or stale request (flushes; the caller commits)."""
-    cr = get_change_request(change_request_id)
+    _household, cr = _lock_for_decision(change_request_id)
     _require_submitter(actor, cr, "withdraw")
-    cr = _lock_request(cr.id)
     if cr.status not in ("pending", "stale"):
         raise ChangeRequestConflict("not_pending", f"change request {cr.id} is {cr.status}", {"status": cr.status})
     now = utcnow()
@@ -1016,7 +1094,7 @@ def rebase_change(change_request_id: int, actor: User) -> tuple[ChangeRequest, d
     _require_submitter(actor, cr, "re-base")
     if cr.kind == "new_household":
         raise ChangeRequestConflict("not_rebasable", "a new household has no base version to re-base")
-    household = hh.get_household(cr.household_id)
+    household = _household_for_update(cr.household_id)
     if cr.status not in ("stale", "pending") or (
         cr.status == "pending" and cr.base_version == household.current_version
     ):
@@ -1030,11 +1108,10 @@ def rebase_change(change_request_id: int, actor: User) -> tuple[ChangeRequest, d
     old_base_no = cr.base_version
     target_no = household.current_version
     old_base = hh.get_version(household, old_base_no).snapshot
-    current = hh.get_version(household, target_no).snapshot
+    current = _snapshot(household, target_no)
     prepared = _prepare(cr.kind, cr.payload, current, household)
 
-    household = _lock_household(household.id)
-    cr = _lock_request(cr.id)
+    household, cr = _lock_for_decision(cr.id)
     if household.current_version != target_no:
         raise _outdated_conflict(household, target_no)
     if cr.status not in ("stale", "pending"):
@@ -1094,6 +1171,9 @@ def bulk_decide(ids: Iterable[int], action: str, actor: User, *, reason: str | N
     """Approve or reject several requests; each item succeeds or fails on its own (one savepoint each,
     so a failure rolls back only that item; a request found stale stays stale). Flushes; the caller
     commits once."""
+    if actor.role not in APPROVER_ROLES:
+        # A role that can never review is refused as a whole; area and four eyes are judged per item.
+        raise access.AccessDenied(f"role {actor.role!r} may not review change requests (needs: supervisor)")
     if action not in ("approve", "reject"):
         raise _invalid("action", action, "approve or reject")
     ids = sorted({int(i) for i in ids})
@@ -1323,7 +1403,9 @@ def list_change_requests(
     if kind:
         stmt = stmt.where(ChangeRequest.kind == kind)
     if household_id:
-        stmt = stmt.where(ChangeRequest.household_id == household_id)
+        # Through the household's key: (household_pk, status) is indexed, the registry id is not.
+        pk = select(Household.id).where(Household.household_id == household_id).scalar_subquery()
+        stmt = stmt.where(ChangeRequest.household_pk == pk)
     if submitted_by:
         if submitted_by == "me":
             stmt = stmt.where(ChangeRequest.submitted_by_id == actor.id)
@@ -1335,7 +1417,12 @@ def list_change_requests(
     order = ChangeRequest.submitted_at.asc() if sort != "newest" else ChangeRequest.submitted_at.desc()
     page = max(1, page)
     items = list(
-        db.session.scalars(stmt.order_by(order, ChangeRequest.id).offset((page - 1) * per_page).limit(per_page))
+        db.session.scalars(
+            stmt.order_by(order, ChangeRequest.id)
+            .offset((page - 1) * per_page)
+            .limit(per_page)
+            .options(selectinload(ChangeRequest.submitted_by))  # the queue shows who: one query, not one a row
+        )
     )
     return Page(items, total, page, per_page)
 
@@ -1352,8 +1439,11 @@ def stage_of(cr: ChangeRequest) -> str | None:
 def _username(user_id: int | None) -> str | None:
     if user_id is None:
         return None
-    user = db.session.get(User, user_id)
-    return user.username if user else None
+    loaded = db.session.identity_map.get(identity_key(User, user_id))
+    if loaded is not None and "username" in loaded.__dict__:
+        return loaded.username
+    # Not loaded: the name alone (loading a User also loads its areas).
+    return db.session.scalar(select(User.username).where(User.id == user_id))
 
 
 def summary_view(cr: ChangeRequest) -> dict:
@@ -1384,17 +1474,21 @@ def summary_view(cr: ChangeRequest) -> dict:
 def review_states(cr: ChangeRequest) -> dict:
     """The states a reviewer compares: base, current, proposed (and the household split off)."""
     proposed, new_household = _states_of(cr)
-    base = current = household = None
+    base = current = household = applied = None
     if cr.household_pk is not None and cr.kind != "new_household":
-        household = db.session.get(Household, cr.household_pk)
-        base = hh.get_version(household, cr.base_version).snapshot
-        current = base if cr.base_version == household.current_version else hh.current_version_of(household).snapshot
+        household = cr.household
+        base = _snapshot(household, cr.base_version)
+        current = base if cr.base_version == household.current_version else hh.snapshot_of(household)
+        if cr.status == "approved" and cr.applied_version_no is not None:
+            applied = current if cr.applied_version_no == household.current_version else None
+            applied = applied or hh.get_version(household, cr.applied_version_no).snapshot
     return {
         "household": household,
         "base": base,
         "current": current,
         "proposed": proposed,
         "new_household": new_household,
+        "applied": applied,
     }
 
 
@@ -1406,15 +1500,16 @@ def detail_view(cr: ChangeRequest, actor: User) -> dict:
     household = states["household"]
     base, current, proposed = states["base"], states["current"], states["proposed"]
     out = summary_view(cr)
-    applied = None
-    if cr.status == "approved" and household is not None and cr.kind != "new_household":
-        applied = hh.get_version(household, cr.applied_version_no).snapshot
+    applied = states["applied"]
     if cr.kind == "new_household":
         requested = diff_states(None, proposed)
         against_current = requested
     else:
         requested = diff_states(base, applied if applied is not None else proposed)
-        against_current = diff_states(current, proposed) if cr.status in ("pending", "stale") else requested
+        if cr.status in ("pending", "stale") and current is not base:
+            against_current = diff_states(current, proposed)
+        else:
+            against_current = requested
     changed_since = None
     if household is not None and cr.kind != "new_household" and cr.base_version != household.current_version:
         changed_since = diff_states(base, current) if cr.status in ("pending", "stale") else None
@@ -1455,9 +1550,7 @@ def side_by_side_view(cr: ChangeRequest) -> dict:
     """Two-column rows (current or base | proposed) for the review page."""
     states = review_states(cr)
     left = states["current"] if cr.status in ("pending", "stale") else states["base"]
-    right = states["proposed"]
-    if cr.status == "approved" and states["household"] is not None and cr.kind != "new_household":
-        right = hh.get_version(states["household"], cr.applied_version_no).snapshot
+    right = states["applied"] if states["applied"] is not None else states["proposed"]
     return {
         "main": side_by_side(left, right),
         "new_household": side_by_side(None, states["new_household"]) if states["new_household"] else None,

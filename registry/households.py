@@ -18,7 +18,7 @@ from sqlalchemy.orm import selectinload
 
 from models import Household, HouseholdVersion, Member, User, db
 from models.base import utcnow
-from models.codes import HOUSEHOLD_FIELD_NAMES, MEMBER_FIELD_NAMES
+from models.codes import HOUSEHOLD_FIELD_NAMES, HOUSEHOLD_SPECS, MEMBER_FIELD_NAMES, MEMBER_SPECS
 from registry.audit import record_event
 from registry.geo import union_area_types
 from registry.validation import RecordValidationError, records_from_dicts, typed_row, validate_records
@@ -45,6 +45,20 @@ def _json_value(value):
     if isinstance(value, dt.date):
         return value.isoformat()
     return value
+
+
+def _typed(values: Mapping, specs: Mapping) -> dict:
+    """Snapshot (JSON) values back to the Python types of their columns (dates, decimals)."""
+    out = dict(values)
+    for field, value in values.items():
+        spec = specs.get(field)
+        if spec is None or value is None:
+            continue
+        if spec.kind == "date" and isinstance(value, str):
+            out[field] = dt.date.fromisoformat(value[:10])
+        elif spec.kind == "decimal" and not isinstance(value, Decimal):
+            out[field] = Decimal(str(value))
+    return out
 
 
 def snapshot_of(household: Household) -> dict:
@@ -88,26 +102,35 @@ def validate_household_record(
     return hh_values, member_values
 
 
+def _set_changed(obj, fields, values: Mapping) -> None:
+    """Set the attributes whose value differs (an unchanged one costs no attribute event, nor a
+    comparison at flush)."""
+    state = obj.__dict__
+    for field in fields:
+        value = values.get(field)
+        if field not in state or state[field] != value:
+            setattr(obj, field, value)
+
+
 def _apply_values(household: Household, values: Mapping, members: list[Mapping]) -> None:
-    for field in SNAPSHOT_HOUSEHOLD_FIELDS:
-        setattr(household, field, values.get(field))
+    _set_changed(household, SNAPSHOT_HOUSEHOLD_FIELDS, values)
     household.upazila_code = household.union_code[:6]
     household.district_code = household.union_code[:4]
     household.division_code = household.union_code[:2]
     by_line = {m.line_no: m for m in household.members}
     wanted = {int(m["line_no"]): m for m in members}
-    for line_no, member in list(by_line.items()):
-        if line_no not in wanted:
-            household.members.remove(member)
-    # Removed members (and their unique NIDs) must be gone before changed ones are written.
-    db.session.flush()
+    removed = [member for line_no, member in by_line.items() if line_no not in wanted]
+    for member in removed:
+        household.members.remove(member)
+    if removed:
+        # Removed members (and their unique NIDs) must be gone before changed ones are written.
+        db.session.flush()
     for line_no, data in sorted(wanted.items()):
         member = by_line.get(line_no)
         if member is None:
             member = Member(line_no=line_no)
             household.members.append(member)
-        for field in SNAPSHOT_MEMBER_FIELDS:
-            setattr(member, field, data.get(field))
+        _set_changed(member, SNAPSHOT_MEMBER_FIELDS, data)
 
 
 def create_household(
@@ -154,10 +177,20 @@ def write_version(
     reason: str | None = None,
     status: str | None = None,
     inactive_reason: str | None = None,
+    validated: bool = False,
 ) -> HouseholdVersion:
     """Replace the household's current state with validated ``values``/``members`` and record
-    the next version. The caller holds the household's row lock and commits."""
-    hh_values, member_values = validate_household_record(values, members, exclude_household_pk=household.id)
+    the next version. The caller holds the household's row lock and commits.
+
+    ``validated=True`` skips validation: for callers that validated exactly these values with
+    :func:`validate_household_record`'s rules against the version they replace (an approved change
+    request, whose base version is checked under the lock). The database's CHECK constraints and the
+    unique national-ID index still guard what is written."""
+    if validated:
+        hh_values = _typed(values, HOUSEHOLD_SPECS)
+        member_values = [_typed(m, MEMBER_SPECS) for m in members]
+    else:
+        hh_values, member_values = validate_household_record(values, members, exclude_household_pk=household.id)
     next_no = household.current_version + 1
     _apply_values(household, hh_values, member_values)
     if status is not None:
@@ -165,7 +198,7 @@ def write_version(
         household.inactive_reason = inactive_reason
     household.current_version = next_no
     household.updated_at = utcnow()
-    db.session.flush()
+    # One flush writes the household, its members and the version row (_insert_version flushes).
     return _insert_version(household, next_no, actor, source, source_ref, reason)
 
 

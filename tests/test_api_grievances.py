@@ -339,3 +339,33 @@ def test_grievance_officer_browses_only_the_households_of_their_cases(
     db_session.commit()
     assert client.get("/api/v1/households?per_page=100", headers=supervisor).json["meta"]["total"] == 3
     assert client.get(f"/api/v1/households/{other.household_id}", headers=supervisor).status_code == 200
+
+
+def test_grievance_officer_reads_only_the_change_requests_of_their_cases(
+    client, db_session, make_user, officer, api_headers, households
+):
+    named, other = households.create(), households.create()
+    _open(client, api_headers(officer), named)
+    enumerator = api_headers(make_user("enumerator", areas=["1004"]))
+    ids = {}
+    for household in (named, other):
+        response = client.post(
+            "/api/v1/change-requests",
+            json={
+                "kind": "edit_household",
+                "household_id": household.household_id,
+                "base_version": household.current_version,
+                "reason": "field visit",
+                "household": {"rooms": 3},
+            },
+            headers=enumerator,
+        )
+        assert response.status_code == 201, response.json
+        ids[household.household_id] = response.json["id"]
+    headers = api_headers(officer)
+    db_session.commit()  # the token outlives the rollback of refused requests
+    listing = client.get("/api/v1/change-requests", headers=headers).json
+    assert [item["id"] for item in listing["items"]] == [ids[named.household_id]]
+    assert client.get(f"/api/v1/change-requests/{ids[named.household_id]}", headers=headers).status_code == 200
+    refused = client.get(f"/api/v1/change-requests/{ids[other.household_id]}", headers=headers)
+    assert refused.status_code == 403 and "no grievance" in refused.json["error"]["message"]

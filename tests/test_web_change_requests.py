@@ -59,7 +59,8 @@ def test_queue_shows_the_areas_pending_requests_with_flags(client, login, staff,
     assert "two approvals" in page and "Approve selected" in page
     client.post("/logout")
     login(staff["dhaka_supervisor"])
-    assert household.household_id not in client.get("/change-requests").get_data(as_text=True)
+    other = client.get("/change-requests").get_data(as_text=True)
+    assert household.household_id not in other and f'/change-requests/{cr.id}"' not in other
 
 
 def test_propose_form_submit_and_review_flow(client, login, staff, households, db_session):
@@ -266,3 +267,42 @@ def test_split_through_the_form(client, login, staff, households, db_session):
     assert response.status_code == 302, response.get_data(as_text=True)
     cr = db_session.query(ChangeRequest).filter_by(household_pk=household.id).one()
     assert cr.kind == "split" and cr.proposed["new_household"]["household"]["village"] == "Notun Para"
+
+
+def test_review_page_and_queue_show_duplicate_flags_and_nid_conflicts(client, login, staff, households):
+    from registry import dedup
+    from tests.factories import member
+
+    elsewhere = households.create()
+    dedup.index_households([elsewhere])
+    taken = elsewhere.members[1].nid_number
+    household = households.create(
+        members=[member(1, name_en="Kamal Hossain", name_bn="কামাল হোসেন", father_name="Jalal", mother_name="Amena")]
+    )
+    # The head of ``elsewhere`` under another spelling (a likely duplicate), carrying an ID held there.
+    same_person = member(
+        2,
+        name_en="Mohammad Raheem Uddin",
+        name_bn="মোহাম্মদ রহীম উদ্দীন",
+        relation_to_head=7,
+        age_years=40,
+        nid_number=taken,
+    )
+    cr = crs.submit_change(
+        staff["enumerator"],
+        "add_member",
+        household_id=household.household_id,
+        base_version=1,
+        payload={"member": same_person},
+        reason="brother-in-law moved in",
+    )
+    assert cr.duplicate_flags and cr.nid_conflicts
+    login(staff["supervisor"])
+    queue = client.get("/change-requests").get_data(as_text=True)
+    row = queue[queue.index(f'name="ids" value="{cr.id}"') :].split("</tr>")[0]
+    assert "likely duplicate" in row and "NID conflict" in row and "two approvals" in row
+    page = client.get(f"/change-requests/{cr.id}").get_data(as_text=True)
+    assert "Likely duplicate persons" in page
+    flag = cr.duplicate_flags[0]
+    assert f"<strong>{flag['score']}</strong>" in page and elsewhere.household_id in page
+    assert f"NID {taken} is held by household" in page

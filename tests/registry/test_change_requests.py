@@ -153,9 +153,20 @@ def test_only_supervisors_approve_or_reject(db_session, people, households, role
         assert "never approve" in info.value.reason
 
 
-def test_grievance_officer_reads_but_does_not_decide(db_session, people, households):
+def test_grievance_officer_reads_only_with_a_case_and_never_decides(db_session, people, households):
+    from registry import grievances as gr
+
     household = households.create()
     cr = edit(household, people["enumerator"])
+    with pytest.raises(AccessDenied, match="no grievance"):
+        crs.require_reader(people["grievance_officer"], cr)
+    gr.open_grievance(
+        people["grievance_officer"],
+        channel="hotline",
+        category="data_error",
+        description="wrong land size",
+        household_id=household.household_id,
+    )
     crs.require_reader(people["grievance_officer"], cr)
     with pytest.raises(AccessDenied):
         crs.approve_change(cr.id, people["grievance_officer"])
@@ -908,6 +919,94 @@ def test_two_threads_approving_the_same_request_apply_it_once(app, postgres_only
         with app.app_context():
             household = hh.get_household(household_id)
             assert [v.version_no for v in hh.list_versions(household)] == [1, 2]
+            db.session.remove()
+    finally:
+        _cleanup(app, household_pk, supervisor_ids + [enumerator_id], last_job)
+
+
+def _race(app, actions):
+    """Run ``actions`` (callables taking nothing) at once, one thread and app context each; each
+    commits what it did and reports ``"ok"`` or the code of the conflict that stopped it."""
+    from models import db
+
+    results: dict[int, str] = {}
+    barrier = threading.Barrier(len(actions))
+
+    def work(index, action):
+        barrier.wait(timeout=60)
+        with app.app_context():
+            try:
+                action()
+                db.session.commit()
+                results[index] = "ok"
+            except crs.ChangeRequestConflict as exc:
+                db.session.rollback()
+                results[index] = exc.code
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                db.session.rollback()
+                results[index] = f"error: {type(exc).__name__}: {exc}"
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=work, args=(i, a)) for i, a in enumerate(actions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return [results.get(i, "no result") for i in range(len(actions))]
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_approval_and_rejection_of_the_same_request_at_once_one_wins(app, postgres_only, attempt):
+    """Approve and reject serialise on the household's row lock: never both (an applied change whose
+    request says rejected), never neither."""
+    from models import User, db
+
+    household_pk, household_id, ids, supervisor_ids, enumerator_id, last_job = _committed_fixture(app, 2)
+    try:
+        results = _race(
+            app,
+            [
+                lambda: crs.approve_change(ids[0], db.session.get(User, supervisor_ids[0])),
+                lambda: crs.reject_change(ids[0], db.session.get(User, supervisor_ids[1]), "not plausible"),
+            ],
+        )
+        assert sorted(results) == ["not_pending", "ok"], results
+        with app.app_context():
+            household = hh.get_household(household_id)
+            status = db.session.get(ChangeRequest, ids[0]).status
+            versions = [v.version_no for v in hh.list_versions(household)]
+            if results[0] == "ok":
+                assert status == "approved" and versions == [1, 2] and household.current_version == 2
+            else:
+                assert status == "rejected" and versions == [1] and household.current_version == 1
+            db.session.remove()
+    finally:
+        _cleanup(app, household_pk, supervisor_ids + [enumerator_id], last_job)
+
+
+def test_simultaneous_submissions_for_one_household_leave_one_pending(app, postgres_only):
+    """The one-pending rule holds under concurrency: the check runs under the household's row lock."""
+    from models import User, db
+
+    household_pk, household_id, ids, supervisor_ids, enumerator_id, last_job = _committed_fixture(app, 0)
+    try:
+
+        def submit(i):
+            return lambda: crs.submit_change(
+                db.session.get(User, enumerator_id),
+                "edit_household",
+                household_id=household_id,
+                base_version=1,
+                payload={"household": {"poultry": 200 + i}},
+                reason=f"visit {i}",
+            )
+
+        results = _race(app, [submit(i) for i in range(6)])
+        assert sorted(results) == ["ok"] + ["pending_exists"] * 5, results
+        with app.app_context():
+            pending = db.session.scalars(select(ChangeRequest).where(ChangeRequest.household_pk == household_pk)).all()
+            assert [cr.status for cr in pending] == ["pending"]
             db.session.remove()
     finally:
         _cleanup(app, household_pk, supervisor_ids + [enumerator_id], last_job)
