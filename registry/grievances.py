@@ -625,18 +625,16 @@ def on_change_approved(household: Household, version, actor: User | None) -> Non
     gets the approval on its timeline and its verification completed. It never makes the approval
     fail: its work runs in a savepoint and a failure is logged, not raised."""
     cr_id = _change_request_id_of(version)
+    clauses = [VerificationTask.household_pk == household.id]
+    if cr_id is not None:
+        clauses.append(VerificationTask.change_request_id == cr_id)
+    # Almost every approval concerns no case: one indexed read, and a savepoint only when there is work.
+    open_tasks = select(VerificationTask).where(VerificationTask.status == "open", or_(*clauses))
+    tasks = list(db.session.scalars(open_tasks.order_by(VerificationTask.id)))
+    if not tasks:
+        return
     try:
         with db.session.begin_nested():
-            clauses = [VerificationTask.household_pk == household.id]
-            if cr_id is not None:
-                clauses.append(VerificationTask.change_request_id == cr_id)
-            tasks = list(
-                db.session.scalars(
-                    select(VerificationTask)
-                    .where(VerificationTask.status == "open", or_(*clauses))
-                    .order_by(VerificationTask.id)
-                )
-            )
             cr = db.session.get(ChangeRequest, cr_id) if cr_id is not None else None
             for task in tasks:
                 grievance = task.grievance

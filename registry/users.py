@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
 from collections.abc import Iterable
@@ -105,6 +106,10 @@ def issue_token(user: User, actor: User | None = None) -> str:
     return token
 
 
+#: ``ApiToken.last_used_at`` is refreshed at most this often.
+TOKEN_USE_RESOLUTION = dt.timedelta(minutes=5)
+
+
 def user_for_token(token: str) -> User | None:
     """The active user owning a valid, unrevoked token, or None."""
     if not token or not token.startswith(TOKEN_PREFIX):
@@ -114,7 +119,11 @@ def user_for_token(token: str) -> User | None:
     )
     if api_token is None or not api_token.user.is_active:
         return None
-    api_token.last_used_at = utcnow()
+    now = utcnow()
+    # Coarse on purpose: a write on every API call would cost each request an UPDATE for a field
+    # that only answers "is this token still in use?".
+    if api_token.last_used_at is None or now - api_token.last_used_at >= TOKEN_USE_RESOLUTION:
+        api_token.last_used_at = now
     return api_token.user
 
 

@@ -45,3 +45,17 @@ def test_user_creation_is_audited(make_user, db_session):
         select(AuditEvent).where(AuditEvent.action == "user.create", AuditEvent.object_id == str(user.id))
     )
     assert event is not None and event.after["role"] == "admin"
+
+
+def test_token_use_is_recorded_coarsely(db_session, make_user):
+    from registry import users
+
+    user = make_user("viewer")
+    token = users.issue_token(user)
+    assert users.user_for_token(token) == user
+    stored = db_session.scalar(select(ApiToken).where(ApiToken.user_id == user.id))
+    first = stored.last_used_at
+    assert first is not None
+    assert users.user_for_token(token) == user and stored.last_used_at == first  # no write per request
+    stored.last_used_at = first - users.TOKEN_USE_RESOLUTION
+    assert users.user_for_token(token) == user and stored.last_used_at > first - users.TOKEN_USE_RESOLUTION
