@@ -30,13 +30,17 @@ def _rss_mib(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024
 
 
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def _fresh_database(server_url: str | None, tmp: Path) -> tuple[str, callable]:
     from config import normalise_database_url
 
     if not server_url or not server_url.startswith(("postgresql", "postgres")):
         return f"sqlite:///{tmp / 'bench.sqlite3'}", lambda: None
     url = make_url(normalise_database_url(server_url))
-    name = f"socreg_bench_{uuid.uuid4().hex[:8]}"
+    name = f"bench_import_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
@@ -104,7 +108,7 @@ def _run(args, url: str, tmp: Path) -> int:
     app = create_app("development", SQLALCHEMY_DATABASE_URI=url)
     dialect = make_url(url).get_backend_name()
     print(f"database: {dialect} ({make_url(url).render_as_string()})")
-    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
+    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; load average {_load()}")
     with app.app_context():
         upgrade()
         load_geography()
@@ -162,6 +166,7 @@ def _run(args, url: str, tmp: Path) -> int:
             f"peak RSS: main process {_rss_mib(resource.RUSAGE_SELF):,.0f} MiB, "
             f"largest worker process {_rss_mib(resource.RUSAGE_CHILDREN):,.0f} MiB"
         )
+        print(f"load average after: {_load()}")
         if naive_rate:
             print(f"speed-up over the naive ORM path: {result.households_imported / wall / naive_rate:,.1f}x")
         db.engine.dispose()

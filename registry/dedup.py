@@ -20,8 +20,9 @@ How a candidate is found (never by scanning all members):
    proximity; a pair scoring at least :data:`FLAG_THRESHOLD` (0-100) is flagged for the reviewer,
    never merged.
 
-Households imported in bulk get keys when ``socreg dedup index`` (or the ``dedup.index`` job) runs;
-until then their members are not found as candidates.
+A bulk import queues a ``dedup.index`` job for the id range of the households it created (the
+per-person key computation is Python and would double the import's time); until a worker has run
+it, those members are not found as candidates.
 """
 
 from __future__ import annotations
@@ -371,14 +372,26 @@ def index_households(households: Iterable[Household]) -> int:
     return len(rows)
 
 
-def rebuild_keys(area_code: str | None = None, *, progress=None, batch_households: int = 2_000) -> int:
-    """Recompute the keys of every household in ``area_code`` (all when None), in batches of
+def rebuild_keys(
+    area_code: str | None = None,
+    *,
+    progress=None,
+    batch_households: int = 2_000,
+    id_range: tuple[int, int] | None = None,
+) -> int:
+    """Recompute the keys of every household in ``area_code`` (all when None), or of the
+    households whose ids are within ``id_range`` (inclusive; a bulk import's), in batches of
     households read in id order (a keyset scan, so memory stays flat); returns rows written."""
     written = 0
     last_id = 0
     done = 0
     area_filter = Household.union_code.startswith(area_code, autoescape=True) if area_code else literal(True)
-    if area_code:
+    if id_range is not None:
+        low, high = int(id_range[0]), int(id_range[1])
+        last_id = low - 1
+        area_filter = and_(area_filter, Household.id <= high)
+        db.session.execute(delete(MemberMatchKey).where(MemberMatchKey.household_pk.between(low, high)))
+    elif area_code:
         db.session.execute(
             delete(MemberMatchKey).where(MemberMatchKey.union_code.startswith(area_code, autoescape=True))
         )
@@ -435,10 +448,16 @@ def rebuild_keys(area_code: str | None = None, *, progress=None, batch_household
 
 @job_handler("dedup.index")
 def _index_job(context) -> dict:
-    """Background (re)indexing: payload ``{"area": code}`` (or none for the whole registry)."""
+    """Background (re)indexing: payload ``{"area": code}`` (or none for the whole registry), or
+    ``{"households": [first_id, last_id]}`` for the households of a bulk import."""
     area = (context.payload or {}).get("area")
-    rows = rebuild_keys(area, progress=lambda n: context.progress(n, message=f"{n} households indexed"))
-    return {"area": area, "keys": rows}
+    id_range = (context.payload or {}).get("households")
+    rows = rebuild_keys(
+        area,
+        id_range=tuple(id_range) if id_range else None,
+        progress=lambda n: context.progress(n, message=f"{n} households indexed"),
+    )
+    return {"area": area, "households": id_range, "keys": rows}
 
 
 # --- candidate search ------------------------------------------------------------------

@@ -5,7 +5,10 @@ connection (PostgreSQL: ``COPY``; SQLite: batched ``executemany``). The checks t
 whole file (national IDs repeated across chunks, national IDs already held by registry
 members, households already registered) are then single SQL statements over the staging
 tables, and the import itself is three ``INSERT … SELECT`` statements (households, members,
-version-1 snapshots built in SQL) in the caller's transaction: all or nothing.
+version-1 snapshots) in the caller's transaction: all or nothing. On PostgreSQL the snapshots
+arrive as JSON text rendered by the validating processes (building them with
+``jsonb_build_object``/``jsonb_agg`` cost more than everything else together); on SQLite they are
+built in SQL.
 
 Column lists and types come from ``models.codes`` so that staging always matches the data
 dictionary.
@@ -36,6 +39,14 @@ HOUSEHOLD_STAGE_EXTRA = ("src_row", "ok")
 MEMBER_STAGE_EXTRA = ("src_row", "nid_dup")
 HOUSEHOLD_STAGE_COLUMNS = HOUSEHOLD_COLUMNS + HOUSEHOLD_STAGE_EXTRA
 MEMBER_STAGE_COLUMNS = tuple(f.name for f in MEMBER_FIELDS) + MEMBER_STAGE_EXTRA
+
+
+def household_stage_columns(dialect: str) -> tuple[str, ...]:
+    """Household staging columns; on PostgreSQL also the version-1 snapshot rendered by the
+    validating process (JSON text), which SQL would build far more slowly."""
+    return HOUSEHOLD_STAGE_COLUMNS + (("snapshot",) if dialect == "postgresql" else ())
+
+
 #: Every import takes this PostgreSQL advisory lock before it looks at the registry, so that two
 #: imports of the same file never both decide that a household is new ("socreg" in ASCII).
 IMPORT_LOCK_KEY = 0x736F63726567
@@ -84,13 +95,21 @@ def create_staging(conn: Connection) -> Staging:
     bool_type = "BOOLEAN" if staging.is_postgres else "INTEGER"
     hh_cols = [f"{s.name} {_sql_type(s, dialect)}" for s in HOUSEHOLD_FIELDS]
     hh_cols += ["src_row BIGINT", f"ok {bool_type} NOT NULL", f"registered {bool_type} NOT NULL DEFAULT FALSE"]
+    if staging.is_postgres:
+        hh_cols.append("snapshot TEXT")
     m_cols = [f"{s.name} {_sql_type(s, dialect)}" for s in MEMBER_FIELDS]
     m_cols += ["src_row BIGINT", f"nid_dup {bool_type} NOT NULL"]
     if staging.is_postgres:
         # The set-based steps sort and hash millions of rows: give this transaction room in memory.
         staging.execute("SET LOCAL work_mem = '256MB'")
+        # Snapshots are a few KiB of JSON each: lz4 compresses them several times faster than
+        # the default pglz (reads are transparent; only the values written here use it).
+        staging.execute("SET LOCAL default_toast_compression = 'lz4'")
     staging.execute(f"CREATE TEMPORARY TABLE {staging.households} ({', '.join(hh_cols)}){on_commit}")
     staging.execute(f"CREATE TEMPORARY TABLE {staging.members} ({', '.join(m_cols)}){on_commit}")
+    if staging.is_postgres:
+        # Staged snapshots are read once: not worth compressing.
+        staging.execute(f"ALTER TABLE {staging.households} ALTER COLUMN snapshot SET STORAGE EXTERNAL")
     return staging
 
 
@@ -220,12 +239,13 @@ def _importable(prefix: str) -> str:
 
 def insert_households(
     staging: Staging, *, now, actor_id: int | None, source: str, source_ref: str | None
-) -> tuple[int, int]:
+) -> tuple[int, int, tuple[int, int] | None]:
     """Insert the importable staged households, their members and their version-1 snapshots.
 
-    Returns ``(households, members)`` inserted. Snapshots are built in SQL from the same staged
-    values, in ``registry.households.snapshot_of``'s format (a test checks that version 1 equals
-    the current state of every imported household).
+    Returns ``(households, members, id_range)``: counts inserted and the lowest and highest
+    new household id (None when none was inserted). Snapshots (staged JSON text on PostgreSQL,
+    built in SQL on SQLite) follow ``registry.households.snapshot_of``'s format (a test checks
+    that version 1 equals the current state of every imported household).
     """
     now_param = sa.bindparam("now", now, type_=UTCDateTime())
     cols = ", ".join(HOUSEHOLD_COLUMNS)
@@ -265,9 +285,10 @@ def insert_households(
         """
     ).rowcount
     _insert_versions(staging, id_source, now_param, actor_id, source, source_ref)
+    low, high = staging.execute(f"SELECT min(x.id), max(x.id) FROM {id_source}").one()
     if staging.is_postgres:
         staging.execute(f"DROP TABLE {staging.households}_ids")
-    return households, members
+    return households, members, (None if low is None else (int(low), int(high)))
 
 
 def _json_object(pairs: list[tuple[str, str]], dialect: str) -> str:
@@ -305,17 +326,9 @@ def _insert_versions(staging: Staging, id_source: str, now_param, actor_id, sour
         sql = f"""
             INSERT INTO household_versions
                 (household_pk, version_no, created_at, created_by_id, source, source_ref, snapshot)
-            SELECT x.id, 1, :now, :actor, :source, :source_ref,
-                   jsonb_build_object('household', {household_json}, 'status', 'active',
-                                      'inactive_reason', NULL,
-                                      'members', COALESCE(mem.members, '[]'::jsonb))
+            SELECT x.id, 1, :now, :actor, :source, :source_ref, s.snapshot::jsonb
             FROM {staging.households} s
             JOIN {id_source} ON x.household_id = s.household_id
-            LEFT JOIN (
-                SELECT m.household_id, jsonb_agg({member_json} ORDER BY m.line_no) AS members
-                FROM {staging.members} m
-                GROUP BY m.household_id
-            ) mem ON mem.household_id = s.household_id
             WHERE {_importable("s.")}
         """
     else:

@@ -15,14 +15,15 @@ How it stays fast and bounded in memory for millions of rows:
    the same bucket as all its members wherever they are in the files.
 2. *Validate*: each bucket is validated whole by ``registry.validation.validate_records``
    (the one rule engine: codes, ranges, formats, one head, unique line numbers, orphan
-   members, ages, national IDs within the bucket), in worker processes for large files, and
-   staged into temporary tables (``COPY`` on PostgreSQL, ``executemany`` on SQLite) while the
-   next buckets are validated.
+   members, ages, national IDs within the bucket), in worker processes for large files, its
+   version-1 snapshots rendered as JSON text (PostgreSQL), and staged into temporary tables
+   (``COPY`` on PostgreSQL, ``executemany`` on SQLite) while the next buckets are validated.
 3. *Check*: what no bucket can see alone is one SQL statement over the staging tables:
    national IDs repeated in other buckets or already held by registry members, households
    already registered.
 4. *Insert*: ``INSERT … SELECT`` of households, members and version-1 snapshots, in the
-   caller's transaction, plus one audit event for the whole import.
+   caller's transaction, plus one audit event for the whole import and a queued ``dedup.index``
+   job that gives the new households their duplicate-matching keys.
 
 Row numbers in reports count the header as row 1, so a data row's number is its line in the
 file (unless a quoted value spans lines or blank lines are skipped).
@@ -44,6 +45,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import BinaryIO
 
@@ -78,8 +80,6 @@ REPORT_COLUMNS = ("file", "row", "household_id", "field", "value", "rule")
 # (a test asserts that they still match what validate_records says).
 NID_DUPLICATE_RULE = "national ID appears more than once in the file"
 NID_REGISTERED_RULE = "national ID already held by a current member of another household"
-#: households.household_id is VARCHAR(24); the id pattern alone allows longer serials.
-HOUSEHOLD_ID_MAX_LENGTH = 24
 
 Progress = Callable[[str, int, int | None], None]
 
@@ -304,11 +304,9 @@ def _process_bucket(task: _BucketTask) -> _BucketResult:
     workdir = Path(task.workdir)
     households = _load(workdir / f"households_{task.bucket}.pkl", HOUSEHOLD_FIELD_NAMES)
     members = _load(workdir / f"members_{task.bucket}.pkl", MEMBER_FIELD_NAMES)
-    # Categorical string columns: the validator then converts each distinct value once instead of
-    # every cell (same typed output, about a quarter less CPU on synthetic census data).
     result = validate_records(
-        _as_categories(households),
-        _as_categories(members),
+        households,
+        members,
         union_area_types=task.union_area_types,
         households_file=task.households_file,
         members_file=task.members_file,
@@ -316,10 +314,6 @@ def _process_bucket(task: _BucketTask) -> _BucketResult:
     typed_h, typed_m = result.households, result.members
     issues = list(result.issues)
     ids = typed_h["household_id"]
-    too_long = ids.notna() & (ids.str.len() > HOUSEHOLD_ID_MAX_LENGTH)
-    issues += _issues(
-        task.households_file, typed_h, too_long, "household_id", f"at most {HOUSEHOLD_ID_MAX_LENGTH} characters"
-    )
     if task.scope is not None:
         unions = typed_h["union_code"]
         outside = unions.notna() & ~unions.fillna("").str.startswith(task.scope)
@@ -335,7 +329,11 @@ def _process_bucket(task: _BucketTask) -> _BucketResult:
     typed_h = typed_h[typed_h["household_id"].notna()]
     typed_m = typed_m[typed_m["household_id"].notna()]
     matched = int(typed_m["household_id"].isin(set(ids.dropna())).sum())
-    hh_payload = _payload(typed_h, import_sql.HOUSEHOLD_STAGE_COLUMNS, task.dialect)
+    if task.dialect == "postgresql":
+        # Version-1 snapshots rendered here, in the worker processes, as JSON text (C-speed
+        # ``to_json``): building them in SQL cost far more than the rest of the import.
+        typed_h["snapshot"] = _snapshots(typed_h, typed_m)
+    hh_payload = _payload(typed_h, import_sql.household_stage_columns(task.dialect), task.dialect)
     m_payload = _payload(typed_m, import_sql.MEMBER_STAGE_COLUMNS, task.dialect)
     return _BucketResult(
         task.bucket,
@@ -348,8 +346,72 @@ def _process_bucket(task: _BucketTask) -> _BucketResult:
     )
 
 
-def _as_categories(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.astype({c: "category" for c in frame.columns if c != "_row"})
+def _texts(series: pd.Series, *, json: bool) -> np.ndarray:
+    """A typed column as text per row, for COPY (None when missing) or as JSON values ("null"
+    when missing), in ``registry.households.snapshot_of``'s value types: dates as ISO text,
+    decimals as numbers, booleans as true/false. Whole-column numpy conversions; strings are
+    JSON-encoded once per distinct value."""
+    dtype = series.dtype
+    missing = series.isna().to_numpy()
+    if isinstance(dtype, pd.BooleanDtype):
+        values = series.to_numpy(dtype=bool, na_value=False)
+        out = np.where(values, "true" if json else "t", "false" if json else "f").astype(object)
+    elif isinstance(dtype, (pd.Int64Dtype, pd.Float64Dtype)) or pd.api.types.is_numeric_dtype(dtype):
+        numbers = series.to_numpy(dtype=float if isinstance(dtype, pd.Float64Dtype) else np.int64, na_value=0)
+        codes, uniques = pd.factorize(numbers)
+        out = np.array([str(v) for v in uniques.tolist()], dtype=object)[codes]
+    elif series.name in _DATE_COLUMNS:
+        codes, uniques = pd.factorize(series.to_numpy(dtype=object), use_na_sentinel=True)
+        quote = '"' if json else ""
+        out = np.array([f"{quote}{d.isoformat()}{quote}" for d in uniques] + [""], dtype=object)[codes]
+    else:
+        values = series.to_numpy(dtype=object, na_value=None)
+        if json:
+            codes, uniques = pd.factorize(values, use_na_sentinel=True)
+            encoded = np.array([encode_basestring(v) for v in uniques] + ["null"], dtype=object)
+            out = encoded[codes]
+        else:
+            codes, uniques = pd.factorize(values, use_na_sentinel=True)
+            out = np.array([_csv_quoted(v) for v in uniques] + [""], dtype=object)[codes]
+    out[missing] = "null" if json else ""
+    return out
+
+
+def _csv_quoted(value: str) -> str:
+    if "," in value or '"' in value or "\n" in value or "\r" in value:
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def _snapshots(typed_h: pd.DataFrame, typed_m: pd.DataFrame) -> np.ndarray:
+    """The version-1 snapshot (JSON text) of each importable household row (None for the rest),
+    in ``snapshot_of``'s shape: household fields, status, members ordered by line number."""
+    out = np.full(len(typed_h), None, dtype=object)
+    ok = typed_h["ok"].to_numpy(dtype=bool)
+    if not ok.any():
+        return out
+    households = typed_h.loc[ok]
+    ids = pd.Index(households["household_id"].to_numpy(dtype=object))
+    slot = ids.get_indexer(typed_m["household_id"].to_numpy(dtype=object))
+    members = typed_m.loc[slot >= 0]
+    slot = slot[slot >= 0]
+    order = np.lexsort((members["line_no"].to_numpy(dtype=float, na_value=np.nan), slot))
+    members, slot = members.iloc[order], slot[order]
+    member_json = _json_rows(members, import_sql.MEMBER_COLUMNS)
+    starts = np.searchsorted(slot, np.arange(len(households)), side="left")
+    ends = np.searchsorted(slot, np.arange(len(households)), side="right")
+    head = '{"status":"active","inactive_reason":null,"household":'
+    out[ok] = [
+        f'{head}{household},"members":[{",".join(member_json[a:b])}]}}'
+        for household, a, b in zip(_json_rows(households, import_sql.HOUSEHOLD_COLUMNS), starts, ends, strict=True)
+    ]
+    return out
+
+
+def _json_rows(frame: pd.DataFrame, columns: tuple[str, ...]) -> list[str]:
+    """One JSON object (text) per row of ``frame``, with ``columns`` as keys."""
+    keyed = [f'"{c}":' + _texts(frame[c], json=True) for c in columns]
+    return ["{" + row + "}" for row in map(",".join, zip(*keyed, strict=True))]
 
 
 def _issues(file: str, frame: pd.DataFrame, mask: pd.Series, column: str, rule: str) -> list[Issue]:
@@ -366,7 +428,11 @@ def _payload(frame: pd.DataFrame, columns: tuple[str, ...], dialect: str):
     """Staging rows: CSV text for PostgreSQL's COPY, tuples for SQLite's executemany."""
     frame = frame.loc[:, list(columns)]
     if dialect == "postgresql":
-        return frame.to_csv(header=False, index=False, na_rep="")
+        # CSV for COPY: an empty unquoted cell is NULL; texts are quoted where CSV needs it.
+        if not len(frame):
+            return ""
+        cells = zip(*(_texts(frame[c], json=False) for c in columns), strict=True)
+        return "\n".join(map(",".join, cells)) + "\n"
     out = []
     for column in columns:
         values = frame[column].astype(object).where(frame[column].notna(), None).tolist()
@@ -486,7 +552,7 @@ def import_files(
         else:
             t = time.perf_counter()
             progress("insert", 0, importable)
-            result.households_imported, result.members_imported = import_sql.insert_households(
+            result.households_imported, result.members_imported, id_range = import_sql.insert_households(
                 staging,
                 now=utcnow(),
                 actor_id=actor.id if actor is not None else None,
@@ -499,6 +565,9 @@ def import_files(
                     f"expected {importable}/{importable_members}"
                 )
             import_sql.drop_staging(staging)
+            if id_range is not None:
+                # Duplicate-matching keys are Python work per person: a background job builds them.
+                enqueue("dedup.index", {"households": list(id_range)}, actor=actor)
             progress("insert", importable, importable)
             phases["insert"] = time.perf_counter() - t
             record_event(
@@ -540,11 +609,13 @@ def _validate_and_stage(
             _write_issue(writer, counter, issue)
         t = time.perf_counter()
         if staging.is_postgres:
-            import_sql.copy_csv(staging, staging.households, import_sql.HOUSEHOLD_STAGE_COLUMNS, res.household_payload)
+            import_sql.copy_csv(
+                staging, staging.households, import_sql.household_stage_columns("postgresql"), res.household_payload
+            )
             import_sql.copy_csv(staging, staging.members, import_sql.MEMBER_STAGE_COLUMNS, res.member_payload)
         else:
             import_sql.insert_rows(
-                staging, staging.households, import_sql.HOUSEHOLD_STAGE_COLUMNS, res.household_payload
+                staging, staging.households, import_sql.household_stage_columns(staging.dialect), res.household_payload
             )
             import_sql.insert_rows(staging, staging.members, import_sql.MEMBER_STAGE_COLUMNS, res.member_payload)
         stats["stage"] += time.perf_counter() - t

@@ -28,6 +28,9 @@ def test_valid_household_has_no_issues():
         ("dwelling_structure", 7, "one of 1, 2, 3, 4"),
         ("rooms", 25, "<= 20"),
         ("rooms", "two", "integer"),
+        ("rooms", "inf", "integer"),
+        ("rooms", "2.5", "integer"),
+        ("household_id", "10040915-" + "1" * 16, "at most 24 characters"),
         ("land_cultivable_decimal", -1, ">= 0"),
         ("toilet_shared", "maybe", "0/1"),
         ("interview_date", "15/01/2026", "YYYY-MM-DD"),
@@ -126,3 +129,42 @@ def test_string_input_like_a_csv_is_accepted():
     result = validate_records(hh, mem, union_area_types=UNIONS)
     assert result.issues == []
     assert result.households.loc[0, "toilet_shared"] is False or result.households.loc[0, "toilet_shared"] == False  # noqa: E712
+
+
+def test_household_id_limit_matches_the_column():
+    from models import Household
+    from registry.validation import HOUSEHOLD_ID_MAX_LENGTH
+
+    assert Household.__table__.c.household_id.type.length == HOUSEHOLD_ID_MAX_LENGTH
+    ok = household_record(household_id="10040915-" + "1" * 15)
+    issues, _ = issues_for(ok, default_members())
+    assert issues == set()
+
+
+def test_many_rows_give_the_same_issues_as_one_row_at_a_time():
+    """Whole-column checks over a chunk agree with checking each household alone."""
+    spoiled = [
+        ({"rooms": 30}, {}),
+        ({"toilet_shared": "maybe", "village": "e\u0301" * 3}, {"sex": 9}),
+        ({}, {"age_years": None, "date_of_birth": "2030-01-01"}),
+        ({"safety_net_benefits": " oaa ;wa"}, {"pregnant_or_lactating": True}),
+        ({}, {}),
+    ]
+    records = []
+    for household_changes, member_changes in spoiled:
+        record = household_record(**household_changes)
+        members = default_members()
+        members[0].update(member_changes)
+        records.append((record, members))
+    one_by_one = []
+    for record, members in records:
+        _, result = issues_for(record, members)
+        one_by_one += [(i.household_id, i.field, i.value, i.rule) for i in result.issues]
+    frames = [records_from_dicts(r, m) for r, m in records]
+    hh = pd.concat([f[0] for f in frames], ignore_index=True)
+    mem = pd.concat([f[1] for f in frames], ignore_index=True)
+    together = validate_records(hh, mem, union_area_types=UNIONS)
+    assert sorted(one_by_one) == sorted((i.household_id, i.field, i.value, i.rule) for i in together.issues)
+    assert len(one_by_one) == 5
+    assert together.households["safety_net_benefits"].tolist()[3] == "OAA;WA"
+    assert together.households["village"].tolist()[1] == "\u00e9" * 3

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from models import AuditEvent, Household, HouseholdVersion, Job, Member
+from models.change_request import MemberMatchKey
 from models.codes import HOUSEHOLD_FIELD_NAMES, MEMBER_FIELD_NAMES
 from registry import importer, jobs
 from registry.access import AccessDenied
@@ -103,9 +104,33 @@ def test_import_synthetic_files_in_several_buckets(db_session, synth_files, make
         ("import", "job:1", admin.id, 1)
     }
     assert_snapshots_match(ids)
-    # One audit event for the whole import, not one per household.
+    # One audit event for the whole import, not one per household (plus queueing the dedup job).
     events = db_session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(count(AuditEvent) - before))
-    assert [e.action for e in events] == ["import.completed"]
+    assert sorted(e.action for e in events) == ["import.completed", "job.enqueue"]
+
+
+def test_import_queues_duplicate_keys_for_the_imported_households(db_session, synth_files):
+    from registry.dedup import rebuild_keys
+
+    result = import_files(*synth_files, actor=None, bucket_households=15)
+    db_session.commit()
+    ids = sorted(db_session.scalars(select(Household.id)))
+    job = db_session.scalar(select(Job).where(Job.kind == "dedup.index").order_by(Job.id.desc()))
+    assert result.households_imported == 40
+    assert job.status == "queued" and job.payload == {"households": [ids[0], ids[-1]]}
+    assert count(MemberMatchKey) == 0
+    jobs.run_pending()
+    job = db_session.get(Job, job.id)
+    assert job.status == "succeeded", job.error
+    keys = {(k.member_id, k.name_key, k.birth_year) for k in db_session.scalars(select(MemberMatchKey))}
+    assert keys and {k[0] for k in keys} <= set(db_session.scalars(select(Member.id)))
+    # The same keys as a full rebuild.
+    rebuild_keys()
+    assert keys == {(k.member_id, k.name_key, k.birth_year) for k in db_session.scalars(select(MemberMatchKey))}
+    # Re-importing creates nothing, so queues nothing.
+    again = import_files(*synth_files, actor=None)
+    assert again.households_imported == 0
+    assert db_session.scalar(select(func.count()).select_from(Job).where(Job.kind == "dedup.index")) == 1
 
 
 def test_reimport_creates_nothing_new(db_session, synth_files):
