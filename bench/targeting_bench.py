@@ -208,11 +208,18 @@ def _run_once(ctx: BenchContext) -> dict:
 
 
 def _drop_superseded_runs(keep_run_id: int) -> None:
-    """Delete bench runs other than ``keep_run_id`` so that every repetition starts alike (untimed)."""
-    from models import HouseholdScore, ScoreRun, db
+    """Delete bench runs other than ``keep_run_id`` so that every repetition starts alike (untimed).
 
-    db.session.execute(sa.delete(HouseholdScore).where(HouseholdScore.run_id != keep_run_id))
-    db.session.execute(sa.delete(ScoreRun).where(ScoreRun.id != keep_run_id))
+    Runs that eligibility lists were built from (by :func:`bench_lists` of an earlier invocation)
+    stay, with their rows: lists keep their score run."""
+    from models import HouseholdScore, ScoreRun, db
+    from models.programme import EligibilityList
+
+    listed = sa.select(EligibilityList.score_run_id)
+    db.session.execute(
+        sa.delete(HouseholdScore).where(HouseholdScore.run_id != keep_run_id, HouseholdScore.run_id.not_in(listed))
+    )
+    db.session.execute(sa.delete(ScoreRun).where(ScoreRun.id != keep_run_id, ScoreRun.id.not_in(listed)))
     db.session.commit()
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text("VACUUM ANALYZE household_scores"))
@@ -251,9 +258,12 @@ def bench_rescore(ctx: BenchContext, repeat: int) -> dict:
 
 
 def bench_lists(ctx: BenchContext, repeat: int) -> dict:
-    """Eligibility list builds from the current run: added with programmes and eligibility lists."""
-    print("list builds: not measured yet (this section comes with programmes and eligibility lists)")
-    return {}
+    """Eligibility list builds from the current run: the issue's programme ("poorest 20% within each
+    upazila AND (a member >= 65 OR a member with a disability), at most 300 per union"), timed by
+    ``bench/list_bench.py`` (preview, build, summary, CSV export, diff; median of ``repeat``)."""
+    from list_bench import bench_lists as time_lists
+
+    return time_lists(repeat)
 
 
 def main(argv: list[str] | None = None) -> int:

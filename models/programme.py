@@ -129,8 +129,14 @@ class EligibilityListEntry(db.Model):
         Index("ix_eligibility_list_entries_list_union", "list_id", "union_code"),
     )
 
-    list_id: Mapped[int] = mapped_column(ForeignKey("eligibility_lists.id", ondelete="CASCADE"), primary_key=True)
-    household_pk: Mapped[int] = mapped_column(BigIntPK, ForeignKey("households.id"), primary_key=True)
+    # No foreign keys: a build writes tens of thousands of entries at once and each key would cost a
+    # trigger check per row (half of the write; migration 0009). Entries are written only by the
+    # list builders, from ``households`` in the build's transaction, for the list they just created;
+    # households are never deleted, and lists are never deleted by the application.
+    #: ``eligibility_lists.id``
+    list_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    #: ``households.id``
+    household_pk: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=False)
     #: 1 = first served (poorest by predicted consumption; ties by registry id).
     position: Mapped[int] = mapped_column(Integer)
     #: The household version whose data the criteria were evaluated on.

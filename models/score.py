@@ -47,15 +47,19 @@ class HouseholdScore(db.Model):
     """The score of one household version under one model, within one score run."""
 
     __tablename__ = "household_scores"
-    __table_args__ = (
-        Index("ix_household_scores_household", "household_pk", "run_id"),
-        Index("ix_household_scores_run_predicted", "run_id", "predicted_log_pc"),
-    )
+    # No foreign keys and no secondary index: a full run writes a million rows at once, and each
+    # foreign key would cost a trigger check per row (migration 0009 has the measurements). Every
+    # read names the run, so the primary key serves them. Only ``targeting.scoring`` writes here:
+    # keys come from ``households`` in the run's transaction and ``model_id`` is the run's model.
+    # Runs are never deleted by the application; whoever deletes one deletes its rows first.
 
-    run_id: Mapped[int] = mapped_column(ForeignKey("score_runs.id", ondelete="CASCADE"), primary_key=True)
-    household_pk: Mapped[int] = mapped_column(BigIntPK, ForeignKey("households.id"), primary_key=True)
+    #: ``score_runs.id``
+    run_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    #: ``households.id``
+    household_pk: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=False)
     household_version: Mapped[int] = mapped_column(Integer)
-    model_id: Mapped[int] = mapped_column(ForeignKey("pmt_models.id"))
+    #: ``pmt_models.id`` (the run's model)
+    model_id: Mapped[int] = mapped_column(Integer)
     stratum: Mapped[str] = mapped_column(String(60))
     #: Predicted log per-capita consumption (Tk/month).
     predicted_log_pc: Mapped[float] = mapped_column(Float)

@@ -541,6 +541,16 @@ def _member_clause(name: str, condition: Mapping) -> ColumnElement[bool]:
     return _apply(getattr(Member, name), condition)
 
 
+def member_conditions(conditions: Mapping) -> ColumnElement[bool]:
+    """The conditions of a (normalised) ``member`` node, as one boolean over a ``members`` row."""
+    return and_(*(_member_clause(name, condition) for name, condition in conditions.items()))
+
+
+def is_member_node(node: Mapping) -> bool:
+    """Whether ``node`` is a plain ``member`` node (true of a household when any member meets it)."""
+    return "member" in node
+
+
 def _member_exists(*clauses: ColumnElement[bool]) -> ColumnElement[bool]:
     return select(Member.id).where(Member.household_pk == Household.id, *clauses).exists()
 

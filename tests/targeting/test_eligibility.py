@@ -333,6 +333,23 @@ def test_scope_limits_the_list(db_session, officer, population):
     assert lst.funnel["scored"] == 1
 
 
+def test_households_deactivated_after_the_run_are_neither_counted_nor_listed(db_session, officer, population):
+    """The run still holds their score rows; the registry's current status decides (national and in scope)."""
+    old = population["households"]["old"]
+    snapshot = snapshot_of(old)
+    write_version(old, snapshot["household"], snapshot["members"], actor=None, source="test",
+                  status="inactive", inactive_reason="migrated")
+    everyone = [n for n in population["households"] if n != "old"]
+    programme = el.create_programme(rule({"method": "poorest", "percent": 30}), officer)
+    assert el.preview(programme, officer)["funnel"] == {"scored": 9, "targeted": 2, "eligible": 2, "selected": 2}
+    lst = el.build_list(programme, officer)
+    assert selected_ids(lst) == ids(population, "female_head", "disabled")
+    assert lst.funnel == {"scored": 9, "targeted": 2, "eligible": 2, "selected": 2}
+    scoped = build(officer, name="scoped", scope_areas=["100409"])
+    assert selected_ids(scoped) == ids(population, *[n for n in everyone if n not in ("urban", "other_upazila")])
+    assert scoped.funnel["scored"] == 7
+
+
 def test_unranked_households_wait_for_the_next_full_ranking(db_session, officer, households):
     first, late = make_household(households), make_household(households)
     make_run(make_model(), {first: 7.0, late: 6.0}, unranked=(late,))
@@ -635,7 +652,9 @@ def test_export_masks_personal_data_by_role(db_session, officer, households, mak
     assert level == "delivery" and rows[0]["head_name_en"] == "Rahim Uddin"
     assert rows[0]["head_nid"].endswith("789") and "1990123456789" not in rows[0]["head_nid"]
     assert "01712345678" not in rows[0]["head_mobile"]
-    for user in (make_user("viewer"), make_user("statistician"), make_user("programme_officer")):
+    # A grievance officer sees the personal data of their cases' households only, never a list's.
+    grievance_officer = make_user("grievance_officer", areas=["10"])
+    for user in (make_user("viewer"), make_user("statistician"), make_user("programme_officer"), grievance_officer):
         level, rows = _csv(lst, user)
         assert level == "masked"
         assert rows[0]["head_name_en"] == "•••" and rows[0]["head_name_bn"] == "•••"
