@@ -13,6 +13,9 @@ def test_login_and_browse(client, make_user, login, households):
     assert household.household_id in page and "Barishal" in page or "Barisal" in page
     detail = client.get(f"/households/{household.household_id}").get_data(as_text=True)
     assert "রহিম উদ্দিন" in detail and "Version history" in detail
+    # The household page leads to "why this score" and to the programmes the household is on.
+    for link in (f"/households/{household.household_id}/score", f"/households/{household.household_id}/programmes"):
+        assert f'href="{link}"' in detail and client.get(link).status_code == 200
 
 
 def test_wrong_password_is_refused(client, make_user):
