@@ -91,7 +91,9 @@ def test_create_programme_normalises_and_audits(db_session, officer):
     }
     view = el.programme_view(programme, officer)
     assert view["criteria_labels"] == ["a member with age ≥ 65", "female head"] and view["can_manage"]
-    event = db_session.scalar(select(AuditEvent).where(AuditEvent.action == "programme.create"))
+    event = db_session.scalar(
+        select(AuditEvent).where(AuditEvent.action == "programme.create", AuditEvent.object_id == str(programme.id))
+    )
     assert event.object_id == str(programme.id) and event.actor_id == officer.id
 
 
