@@ -10,12 +10,14 @@ rule, never an exception half-way through.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
+from pandas.api.internals import create_dataframe_from_blocks
 
 from models.codes import (
     HEAD,
@@ -89,9 +91,25 @@ class ValidationResult:
 #
 # A bulk import validates millions of cells, but a column holds few distinct values (codes,
 # flags, dates, village names, given names) or values whose checks are cheap C calls (ids).
-# Each input column is therefore factorised once: every check and conversion runs on its
-# distinct values, and row-level masks and typed columns are gathered back with one numpy
-# ``take``. Rules that span columns or rows work on whole numpy arrays.
+# Each input column is therefore reduced to its distinct stripped texts once: every check and
+# conversion runs on the distinct values, and row-level masks and typed columns are gathered
+# back with one numpy ``take``. Rules that span columns or rows work on whole numpy arrays.
+#
+# The same code validates one household (a change request) and a bucket of thousands. What
+# differs with size is only how a column is reduced to distinct texts (pandas' factorize for
+# many rows, a dict for a few, where pandas' fixed cost per call would dominate) and how
+# repeated keys are found; numbers and dates are parsed in one pandas call per validation,
+# for every column at once, and remembered by text.
+
+#: Frames of at most this many rows are reduced with Python dicts instead of pandas calls.
+SMALL_FRAME_ROWS = 64
+#: Parsed numbers and dates are remembered by text, up to this many of each.
+_PARSE_CACHE_SIZE = 200_000
+_NUMBER_CACHE: dict[str, float] = {}
+_DATE_CACHE: dict[str, np.datetime64] = {}
+_NAT = np.datetime64("NaT", "D")
+_STRING_DTYPE = pd.StringDtype()
+_OBJECT = np.dtype(object)
 
 
 class _Column:
@@ -101,19 +119,48 @@ class _Column:
     per-distinct-value result gathers back with ``result[codes]``.
     """
 
-    __slots__ = ("codes", "texts")
+    __slots__ = ("codes", "texts", "_unique", "_missing")
 
-    def __init__(self, raw: pd.Series):
+    def __init__(self, codes: np.ndarray, texts: np.ndarray, unique: bool):
+        self.codes = codes
+        self.texts = texts
+        self._unique = unique  # no two entries of ``texts`` are equal
+        self._missing = None
+
+    @classmethod
+    def from_series(cls, raw: pd.Series) -> _Column:
+        """A column of any length and dtype (factorised by pandas)."""
         values = _text_values(raw)
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
         texts = np.empty(len(uniques) + 1, dtype=object)
         texts[:-1] = [_strip(v) for v in uniques]
         codes[codes < 0] = len(uniques)
-        self.codes = codes
-        self.texts = texts
+        return cls(codes, texts, unique=False)
+
+    @classmethod
+    def from_cells(cls, cells: Iterable) -> _Column:
+        """A few Python cells (an object column's values), read as :func:`_text_values` does."""
+        index: dict[str, int] = {}
+        codes = []
+        for value in cells:
+            if type(value) is not str:
+                value = None if _is_missing(value) else _scalar_text(value)
+            text = None if value is None else (value.strip() or None)
+            codes.append(-1 if text is None else index.setdefault(text, len(index)))
+        texts = np.empty(len(index) + 1, dtype=object)
+        texts[:-1] = list(index)
+        codes = np.array(codes, dtype=np.intp)
+        codes[codes < 0] = len(index)
+        return cls(codes, texts, unique=True)
+
+    @classmethod
+    def empty(cls, n: int) -> _Column:
+        return cls(np.zeros(n, dtype=np.intp), np.array([None], dtype=object), unique=True)
 
     def keys(self) -> np.ndarray:
         """Per row: an integer standing for the stripped text (-1 when missing), for hashing."""
+        if self._unique:
+            return np.where(self.codes == len(self.texts) - 1, -1, self.codes)
         return self.rows(pd.factorize(self.texts, use_na_sentinel=True)[0])
 
     def present(self) -> np.ndarray:
@@ -123,7 +170,9 @@ class _Column:
     @property
     def missing(self) -> np.ndarray:
         """Per distinct value: missing or blank."""
-        return np.array([t is None for t in self.texts], dtype=bool)
+        if self._missing is None:
+            self._missing = np.array([t is None for t in self.texts], dtype=bool)
+        return self._missing
 
     def rows(self, per_value: np.ndarray) -> np.ndarray:
         """A per-distinct-value array gathered to rows."""
@@ -131,6 +180,28 @@ class _Column:
 
     def row_texts(self) -> np.ndarray:
         return self.texts[self.codes]
+
+
+def _columns(frame: pd.DataFrame, names: Iterable[str]) -> dict[str, _Column]:
+    """Each named column of ``frame`` as a :class:`_Column` (absent columns are all missing)."""
+    n = len(frame)
+    position = {name: i for i, name in enumerate(frame.columns)}
+    if n > SMALL_FRAME_ROWS or len(position) != len(frame.columns):
+        return {name: _Column.from_series(frame[name]) if name in position else _Column.empty(n) for name in names}
+    # A few rows: read object (and string, categorical) columns as Python cells, in one
+    # conversion for the whole frame; other dtypes take the general path.
+    dtypes = frame.dtypes.tolist()
+    cells = frame.to_numpy(dtype=object).T.tolist() if n else [[] for _ in dtypes]
+    out = {}
+    for name in names:
+        i = position.get(name)
+        if i is None:
+            out[name] = _Column.empty(n)
+        elif dtypes[i] == _OBJECT or isinstance(dtypes[i], (pd.StringDtype, pd.CategoricalDtype)):
+            out[name] = _Column.from_cells(cells[i])
+        else:
+            out[name] = _Column.from_series(frame[name])
+    return out
 
 
 def _text_values(raw: pd.Series) -> np.ndarray:
@@ -165,14 +236,36 @@ def _scalar_text(value) -> str:
     return str(value)
 
 
-def _to_string_array(values: np.ndarray) -> pd.api.extensions.ExtensionArray:
-    """An object array of str/None as a pandas ``string`` array."""
-    return pd.array(values, dtype="string")
-
-
 def _value_texts(values) -> list[str]:
     """Issue values: the cell as text, empty for missing."""
     return ["" if _is_missing(v) else str(v) for v in values]
+
+
+def _duplicated(keys: np.ndarray) -> np.ndarray:
+    """Rows whose key (any hashable values) appeared in an earlier row."""
+    if len(keys) > SMALL_FRAME_ROWS:
+        return pd.Series(keys, copy=False).duplicated(keep="first").to_numpy()
+    return _duplicated_few(keys.tolist())
+
+
+def _duplicated_few(keys: list) -> np.ndarray:
+    seen: set = set()
+    out = np.zeros(len(keys), dtype=bool)
+    for i, key in enumerate(keys):
+        if key in seen:
+            out[i] = True
+        else:
+            seen.add(key)
+    return out
+
+
+def _duplicated_pairs(first: np.ndarray, second: pd.api.extensions.ExtensionArray) -> np.ndarray:
+    """Rows whose (``first``, ``second``) pair appeared in an earlier row; NA equals NA."""
+    if len(first) > SMALL_FRAME_ROWS:
+        return pd.DataFrame({"a": first, "b": second}, copy=False).duplicated(keep="first").to_numpy()
+    return _duplicated_few(
+        list(zip(first.tolist(), second.to_numpy(dtype=object, na_value=None).tolist(), strict=True))
+    )
 
 
 class _Collector:
@@ -185,103 +278,211 @@ class _Collector:
     def add(self, mask: np.ndarray, field: str, values, rule: str) -> None:
         """Record an issue for each row in ``mask``; ``values`` is a per-row array (or a
         :class:`_Column`, giving its stripped text)."""
-        idx = np.flatnonzero(mask)
+        idx = np.asarray(mask).nonzero()[0]
         if not len(idx):
             return
         if isinstance(values, _Column):
             picked = values.texts[values.codes[idx]]
         else:
             picked = np.asarray(values, dtype=object)[idx]
-        for row, hh, value in zip(self.rows[idx], self.hh_ids[idx], _value_texts(picked), strict=True):
-            self.issues.append(Issue(self.file, int(row), hh, field, value, rule))
+        for row, hh, value in zip(self.rows[idx].tolist(), self.hh_ids[idx], _value_texts(picked), strict=True):
+            self.issues.append(Issue(self.file, row, hh, field, value, rule))
+
+    def add_per_value(self, col: _Column, per_value: list[bool], field: str, rule: str) -> None:
+        """Record an issue for each row whose distinct value is flagged in ``per_value``."""
+        if any(per_value):
+            self.add(col.rows(np.array(per_value, dtype=bool)), field, col, rule)
 
 
-@dataclass
+# --- parsing numbers and dates: one pandas call per validation, remembered by text --------
+
+
+def _parse_texts(columns: list[_Column], cache: dict, parse: Callable[[list[str]], list]) -> dict:
+    """The parsed value of every distinct text of ``columns``: from ``cache``, else from one
+    call of ``parse`` for all the texts not seen before."""
+    found: dict = {}
+    misses: dict[str, None] = {}
+    for col in columns:
+        for text in col.texts.tolist():
+            if text is not None and text not in found:
+                value = cache.get(text)
+                if value is None:
+                    misses[text] = None
+                else:
+                    found[text] = value
+    if misses:
+        keys = list(misses)
+        parsed = dict(zip(keys, parse(keys), strict=True))
+        found.update(parsed)
+        if len(cache) + len(parsed) > _PARSE_CACHE_SIZE:
+            cache.clear()
+        if len(parsed) <= _PARSE_CACHE_SIZE:
+            cache.update(parsed)
+    return found
+
+
+def _parse_numbers(texts: list[str]) -> list[float]:
+    """Texts as numbers (NaN when not a number), as pandas reads them."""
+    series = pd.Series(texts, dtype="string")
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan).tolist()
+
+
+def _parse_dates(texts: list[str]) -> list[np.datetime64]:
+    """Texts as dates (NaT when not a YYYY-MM-DD date)."""
+    parsed = pd.to_datetime(pd.Series(texts, dtype="string"), format="%Y-%m-%d", errors="coerce")
+    return list(parsed.to_numpy(dtype="datetime64[D]", na_value=_NAT))
+
+
+class _Parsed:
+    """Numbers and dates of every numeric and date column of one validation, parsed together."""
+
+    def __init__(self, columns: list[tuple[FieldSpec, _Column]]):
+        numeric = [col for spec, col in columns if spec.kind in ("code", "int", "decimal")]
+        dates = [col for spec, col in columns if spec.kind == "date"]
+        self.numbers = _parse_texts(numeric, _NUMBER_CACHE, _parse_numbers)
+        self.dates = _parse_texts(dates, _DATE_CACHE, _parse_dates)
+
+    def number_list(self, texts: list) -> list[float]:
+        numbers = self.numbers
+        return [math.nan if t is None else numbers[t] for t in texts]
+
+    def date_list(self, texts: list) -> list[np.datetime64]:
+        dates = self.dates
+        return [_NAT if t is None else dates[t] for t in texts]
+
+
+# --- one field ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _FieldRule:
+    """A field spec with what its checks need prepared once (rule text, code sets)."""
+
+    spec: FieldSpec
+    rule: str
+    allowed: frozenset = frozenset()  # codes as floats (code) or upper-case strings (codeset)
+
+
+def _field_rules(specs: Iterable[FieldSpec]) -> tuple[_FieldRule, ...]:
+    out = []
+    for spec in specs:
+        if spec.kind == "code":
+            allowed = frozenset(float(c) for c in spec.codes)
+        elif spec.kind == "codeset":
+            allowed = frozenset(spec.codes)
+        else:
+            allowed = frozenset()
+        out.append(_FieldRule(spec, spec.describe_rule(), allowed))
+    return tuple(out)
+
+
+_HOUSEHOLD_RULES = _field_rules(HOUSEHOLD_FIELDS)
+_MEMBER_RULES = _field_rules(MEMBER_FIELDS)
+
+
 class _Typed:
-    """A parsed column: the pandas column for the result plus numpy views the rules use."""
+    """A parsed column: the pandas column for the result, and per distinct value what the
+    cross-field rules use (numbers: float, NaN when missing or invalid; dates: datetime64[D];
+    bools: True where true), gathered to rows on demand."""
 
-    column: object
-    present: np.ndarray  # bool per row: a value was given
-    values: np.ndarray | None = None  # typed numbers (float, NaN when missing/invalid), dates (datetime64[D])
+    __slots__ = ("column", "col", "values_v")
+
+    def __init__(self, column, col: _Column, values_v: np.ndarray | None = None):
+        self.column = column
+        self.col = col
+        self.values_v = values_v
+
+    @property
+    def present(self) -> np.ndarray:
+        """Per row: a value was given."""
+        return self.col.present()
+
+    @property
+    def values(self) -> np.ndarray:
+        return self.col.rows(self.values_v)
 
 
-def _parse_field(spec: FieldSpec, raw: pd.Series, out: _Collector) -> _Typed:
-    """Parse one column according to its spec, recording issues; returns the typed column."""
-    col = _Column(raw)
-    texts = col.texts
-    missing_v = col.missing
-    present_v = ~missing_v
+def _parse_field(field: _FieldRule, col: _Column, parsed: _Parsed, out: _Collector, strings: list) -> _Typed:
+    """Parse one column according to its spec, recording issues; returns the typed column.
+
+    Each check runs once per distinct value of the column. String-typed columns are returned
+    as object arrays of str/None and their name is added to ``strings``, to become pandas
+    ``string`` arrays together."""
+    spec = field.spec
+    name = spec.name
+    rule = field.rule
+    texts = col.texts.tolist()
     if spec.required:
-        out.add(col.rows(missing_v), spec.name, col, "required")
+        out.add_per_value(col, [t is None for t in texts], name, "required")
     kind = spec.kind
-    rule = spec.describe_rule()
     if kind in ("code", "int", "decimal"):
-        num = pd.to_numeric(pd.Series(texts, dtype="string"), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-        # Infinite or integer-overflowing numbers are not numbers the registry can hold.
-        finite = np.isfinite(num) & (np.abs(np.nan_to_num(num)) < 2**53)
-        bad_number = present_v & ~finite
-        if kind in ("code", "int"):
-            not_integer = present_v & finite & (num != np.floor(np.where(finite, num, 0)))
-            out.add(col.rows(bad_number | not_integer), spec.name, col, rule)
-            ok = present_v & ~bad_number & ~not_integer
-        else:
-            out.add(col.rows(bad_number), spec.name, col, rule)
-            ok = present_v & ~bad_number
-        if kind == "code":
-            allowed = np.isin(num, np.array(list(spec.codes), dtype=float))
-            out.add(col.rows(ok & ~allowed), spec.name, col, rule)
-        else:
-            out_of_range = np.zeros(len(num), dtype=bool)
-            if spec.min is not None:
-                out_of_range |= ok & (num < spec.min)
-            if spec.max is not None:
-                out_of_range |= ok & (num > spec.max)
-            out.add(col.rows(out_of_range), spec.name, col, rule)
-        valid_num = np.where(finite, num, np.nan)
-        mask_v = ~finite
+        nums = parsed.number_list(texts)
+        allowed, lo, hi = field.allowed, spec.min, spec.max
+        finite, bad, outside = [], [], []
+        for text, x in zip(texts, nums, strict=True):
+            # Infinite or integer-overflowing numbers are not numbers the registry can hold.
+            fin = math.isfinite(x) and abs(x) < 2**53
+            finite.append(fin)
+            if text is None or (fin and (kind == "decimal" or x == math.floor(x))):
+                bad.append(False)
+                if text is None:
+                    outside.append(False)
+                elif kind == "code":
+                    outside.append(x not in allowed)
+                else:
+                    outside.append((lo is not None and x < lo) or (hi is not None and x > hi))
+            else:
+                bad.append(True)
+                outside.append(False)
+        out.add_per_value(col, bad, name, rule)
+        out.add_per_value(col, outside, name, rule)
+        finite_v = np.array(finite, dtype=bool)
+        safe = np.where(finite_v, np.array(nums, dtype=float), 0.0)
+        mask = col.rows(~finite_v)
         if kind == "decimal":
-            typed_v = np.round(np.nan_to_num(valid_num), 2)
-            column = pd.arrays.FloatingArray(col.rows(typed_v), col.rows(mask_v))
+            typed_v = np.round(safe, 2)
+            column = pd.arrays.FloatingArray(col.rows(typed_v), mask)
         else:
-            typed_v = np.round(np.nan_to_num(valid_num)).astype(np.int64)
-            column = pd.arrays.IntegerArray(col.rows(typed_v), col.rows(mask_v))
-        return _Typed(column, col.rows(present_v), col.rows(np.where(finite, typed_v, np.nan)))
+            typed_v = np.round(safe).astype(np.int64)
+            column = pd.arrays.IntegerArray(col.rows(typed_v), mask)
+        return _Typed(column, col, np.where(finite_v, typed_v, np.nan))
     if kind == "bool":
         lowered = [t.lower() if t is not None else None for t in texts]
-        is_true = np.array([t in TRUE_WORDS for t in lowered], dtype=bool)
-        is_false = np.array([t in FALSE_WORDS for t in lowered], dtype=bool)
-        out.add(col.rows(present_v & ~is_true & ~is_false), spec.name, col, rule)
-        column = pd.arrays.BooleanArray(col.rows(is_true), col.rows(~is_true & ~is_false))
-        return _Typed(column, col.rows(present_v))
+        is_true = [t in TRUE_WORDS for t in lowered]
+        unknown = [t not in FALSE_WORDS and not true for t, true in zip(lowered, is_true, strict=True)]
+        out.add_per_value(col, [t is not None and u for t, u in zip(texts, unknown, strict=True)], name, rule)
+        true_v = np.array(is_true, dtype=bool)
+        column = pd.arrays.BooleanArray(col.rows(true_v), col.rows(np.array(unknown, dtype=bool)))
+        return _Typed(column, col, true_v)
     if kind == "date":
-        parsed = pd.to_datetime(pd.Series(texts, dtype="string"), format="%Y-%m-%d", errors="coerce")
-        days = parsed.to_numpy(dtype="datetime64[D]", na_value=np.datetime64("NaT"))
-        out.add(col.rows(present_v & np.isnat(days)), spec.name, col, rule)
-        dates = np.empty(len(days), dtype=object)
-        dates[:] = [None if np.isnat(d) else d.item() for d in days]
-        return _Typed(col.rows(dates), col.rows(present_v), col.rows(days))
+        days = parsed.date_list(texts)
+        dates = [d.item() for d in days]  # NaT gives None
+        out.add_per_value(col, [t is not None and d is None for t, d in zip(texts, dates, strict=True)], name, rule)
+        dates_v = np.empty(len(dates), dtype=object)
+        dates_v[:] = dates
+        return _Typed(col.rows(dates_v), col, np.array(days, dtype="datetime64[D]"))
     if kind == "text":
-        normalised = np.empty(len(texts), dtype=object)
-        normalised[:] = [t if t is None or t.isascii() else unicodedata.normalize("NFC", t) for t in texts]
+        normalised = [t if t is None or t.isascii() else unicodedata.normalize("NFC", t) for t in texts]
         if spec.max_length:
-            too_long = np.array([t is not None and len(t) > spec.max_length for t in normalised], dtype=bool)
-            out.add(col.rows(too_long), spec.name, col, rule)
-        return _Typed(_to_string_array(col.rows(normalised)), col.rows(present_v))
+            limit = spec.max_length
+            out.add_per_value(col, [t is not None and len(t) > limit for t in normalised], name, rule)
+        strings.append(name)
+        normalised_v = np.empty(len(normalised), dtype=object)
+        normalised_v[:] = normalised
+        return _Typed(col.rows(normalised_v), col)
     if kind == "pattern":
         match = spec.pattern.fullmatch
-        bad = np.array([t is not None and match(t) is None for t in texts], dtype=bool)
-        out.add(col.rows(bad), spec.name, col, rule)
-        return _Typed(_to_string_array(col.row_texts()), col.rows(present_v))
+        out.add_per_value(col, [t is not None and match(t) is None for t in texts], name, rule)
+        strings.append(name)
+        return _Typed(col.row_texts(), col)
     if kind == "codeset":
-        allowed = set(spec.codes)
-        valid = np.array(
-            [t is None or all(p.strip().upper() in allowed for p in t.split(";") if p.strip()) for t in texts],
-            dtype=bool,
-        )
-        out.add(col.rows(~valid), spec.name, col, rule)
-        normalised = np.empty(len(texts), dtype=object)
-        normalised[:] = [None if t is None else _normalise_set(t) for t in texts]
-        return _Typed(_to_string_array(col.rows(normalised)), col.rows(present_v))
+        allowed = field.allowed
+        valid = [t is None or all(p.strip().upper() in allowed for p in t.split(";") if p.strip()) for t in texts]
+        out.add_per_value(col, [not v for v in valid], name, rule)
+        normalised_v = np.empty(len(texts), dtype=object)
+        normalised_v[:] = [None if t is None else _normalise_set(t) for t in texts]
+        strings.append(name)
+        return _Typed(col.rows(normalised_v), col)
     raise ValueError(f"unknown field kind {kind!r}")
 
 
@@ -303,15 +504,34 @@ def missing_columns(columns: Iterable[str], kind: str) -> list[str]:
     return [c for c in expected if c not in have]
 
 
-def _parse_frame(frame: pd.DataFrame, specs, out: _Collector) -> tuple[pd.DataFrame, dict[str, _Typed]]:
-    parsed = {spec.name: _parse_field(spec, frame[spec.name], out) for spec in specs}
-    typed = pd.DataFrame({name: p.column for name, p in parsed.items()}, index=frame.index, copy=False)
-    return typed, parsed
+def _parse_frame(
+    fields: tuple[_FieldRule, ...], columns: dict[str, _Column], parsed: _Parsed, out: _Collector
+) -> dict[str, _Typed]:
+    """Every field of one frame, typed; string columns become pandas ``string`` arrays in one call."""
+    strings: list[str] = []
+    typed = {f.spec.name: _parse_field(f, columns[f.spec.name], parsed, out, strings) for f in fields}
+    if strings:
+        joined = pd.array(np.concatenate([typed[name].column for name in strings]), dtype=_STRING_DTYPE)
+        start = 0
+        for name in strings:
+            stop = start + len(typed[name].column)
+            typed[name].column = joined[start:stop]
+            start = stop
+    return typed
 
 
-def _duplicated(keys: np.ndarray) -> np.ndarray:
-    """Rows whose key (any hashable values) appeared in an earlier row."""
-    return pd.Series(keys, copy=False).duplicated(keep="first").to_numpy()
+def _typed_frame(typed: dict[str, _Typed], rows: np.ndarray) -> pd.DataFrame:
+    """The typed columns and ``_row`` as a DataFrame, one block per column taken as it is.
+
+    The columns already have their final dtypes; pandas' general constructor would infer and
+    check each again, which costs more than validating a one-row frame."""
+    arrays = [t.column for t in typed.values()] + [rows]
+    blocks = [
+        (a.reshape(1, -1) if isinstance(a, np.ndarray) else a, np.array([i], dtype=np.intp))
+        for i, a in enumerate(arrays)
+    ]
+    columns = pd.Index([*typed, "_row"])
+    return create_dataframe_from_blocks(blocks, index=pd.RangeIndex(len(rows)), columns=columns)
 
 
 def _ages(dob: np.ndarray, when: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -354,19 +574,18 @@ def validate_records(
     answers which of the given national IDs current registry members already hold.
     ``known_household_ids`` lets member rows refer to households outside this frame.
     """
-    households = households.reset_index(drop=True)
-    members = members.reset_index(drop=True)
-    for frame, names in ((households, HOUSEHOLD_FIELD_NAMES), (members, MEMBER_FIELD_NAMES)):
-        for name in names:
-            if name not in frame.columns:
-                frame[name] = pd.NA
+    hh_cols = _columns(households, HOUSEHOLD_FIELD_NAMES)
+    m_cols = _columns(members, MEMBER_FIELD_NAMES)
+    parsed = _Parsed(
+        [(f.spec, hh_cols[f.spec.name]) for f in _HOUSEHOLD_RULES]
+        + [(f.spec, m_cols[f.spec.name]) for f in _MEMBER_RULES]
+    )
 
     hh_rows = _row_numbers(households, row_offset)
-    hh_id_col = _Column(households["household_id"])
-    hh_col = _Collector(households_file, hh_rows, hh_id_col.row_texts())
-    typed_h, ph = _parse_frame(households, HOUSEHOLD_FIELDS, hh_col)
-    typed_h["_row"] = hh_rows
+    hh_id_col = hh_cols["household_id"]
     ids = hh_id_col.row_texts()
+    hh_col = _Collector(households_file, hh_rows, ids)
+    ph = _parse_frame(_HOUSEHOLD_RULES, hh_cols, parsed, hh_col)
     has_id = hh_id_col.present()
 
     # Household ids: short enough for the registry, unique within the file.
@@ -375,7 +594,7 @@ def validate_records(
     hh_col.add(has_id & _duplicated(hh_id_col.keys()), "household_id", ids, "duplicate household_id in file")
 
     # Union code known; area type agrees with the union; id starts with the union code.
-    union_col = _Column(households["union_code"])
+    union_col = hh_cols["union_code"]
     known_unions = [t for t in union_col.texts if t is not None]
     area_types = union_area_types(known_unions) if callable(union_area_types) else union_area_types
     union_type_v = np.array(
@@ -389,7 +608,7 @@ def validate_records(
     hh_col.add(
         mismatch,
         "area_type",
-        typed_h["area_type"].to_numpy(dtype=object, na_value=None),
+        ph["area_type"].column,
         "must match the union's area type (1 rural union, 2 paurashava, 3 city corporation ward)",
     )
     prefix_v = np.array([None if t is None else t[:8] for t in hh_id_col.texts], dtype=object)
@@ -401,24 +620,20 @@ def validate_records(
         "must start with the household's union code",
     )
     interview_days = ph["interview_date"].values
-    interview_dates = typed_h["interview_date"].to_numpy()
     hh_col.add(
         interview_days > np.datetime64(dt.date.today(), "D"),
         "interview_date",
-        interview_dates,
+        ph["interview_date"].column,
         "must not be in the future",
     )
-    no_consent_date = typed_h["consent_given"].eq(True).to_numpy(dtype=bool, na_value=False) & np.isnat(
-        ph["consent_date"].values
-    )
-    hh_col.add(no_consent_date, "consent_date", typed_h["consent_date"].to_numpy(), "required when consent_given")
+    no_consent_date = ph["consent_given"].values & np.isnat(ph["consent_date"].values)
+    hh_col.add(no_consent_date, "consent_date", ph["consent_date"].column, "required when consent_given")
 
     m_rows = _row_numbers(members, row_offset)
-    m_id_col = _Column(members["household_id"])
+    m_id_col = m_cols["household_id"]
     m_ids = m_id_col.row_texts()
     m_col = _Collector(members_file, m_rows, m_ids)
-    typed_m, pm = _parse_frame(members, MEMBER_FIELDS, m_col)
-    typed_m["_row"] = m_rows
+    pm = _parse_frame(_MEMBER_RULES, m_cols, parsed, m_col)
 
     names_missing = ~pm["name_bn"].present & ~pm["name_en"].present
     m_col.add(names_missing, "name_bn", np.full(len(m_ids), None), "at least one of name_bn, name_en is required")
@@ -426,11 +641,13 @@ def validate_records(
     # Members must belong to a household in this file (or an existing one when allowed). The
     # household ids of both files are numbered together: ``slot`` is a member's household's
     # position among the distinct ids (-1 when none).
-    id_index = pd.Index([t for t in hh_id_col.texts if t is not None], dtype=object).unique()
-    hh_slot = hh_id_col.rows(id_index.get_indexer(hh_id_col.texts))
-    m_slot_v = id_index.get_indexer(m_id_col.texts)
-    in_file_v = m_slot_v >= 0
-    known_v = in_file_v.copy()
+    slot_of: dict[str, int] = {}
+    for t in hh_id_col.texts.tolist():
+        if t is not None:
+            slot_of.setdefault(t, len(slot_of))
+    hh_slot = hh_id_col.rows(np.array([slot_of.get(t, -1) for t in hh_id_col.texts.tolist()], dtype=np.intp))
+    m_slot_v = np.array([slot_of.get(t, -1) for t in m_id_col.texts.tolist()], dtype=np.intp)
+    known_v = m_slot_v >= 0
     if known_household_ids:
         known_v |= np.array([t in known_household_ids for t in m_id_col.texts], dtype=bool)
     m_has_id = m_id_col.present()
@@ -445,31 +662,30 @@ def validate_records(
 
     # Age: entered, or derived from the date of birth at the interview date (of the last
     # household row with the id, when an id is repeated).
-    interview_by_slot = np.full(len(id_index), np.datetime64("NaT"), dtype="datetime64[D]")
+    interview_by_slot = np.full(len(slot_of), _NAT, dtype="datetime64[D]")
     interview_by_slot[hh_slot[hh_slot >= 0]] = interview_days[hh_slot >= 0]
-    interview = np.full(len(m_slot), np.datetime64("NaT"), dtype="datetime64[D]")
+    interview = np.full(len(m_slot), _NAT, dtype="datetime64[D]")
     interview[with_household] = interview_by_slot[m_slot[with_household]]
     dob_days = pm["date_of_birth"].values
     derived, derived_known = _ages(dob_days, interview)
-    no_age = typed_m["age_years"].isna().to_numpy() & np.isnat(dob_days)
+    age_array = pm["age_years"].column
+    age_mask = np.isnan(pm["age_years"].values)
+    no_age = age_mask & np.isnat(dob_days)
     m_col.add(no_age, "age_years", np.full(len(m_ids), None), "age_years or date_of_birth is required")
-    dob_dates = typed_m["date_of_birth"].to_numpy()
     bad_dob = ~np.isnat(dob_days) & ~np.isnat(interview) & (~derived_known | (derived > MAX_AGE))
     m_col.add(
         bad_dob,
         "date_of_birth",
-        dob_dates,
+        pm["date_of_birth"].column,
         "must be on or before the interview date and give an age of at most 120",
     )
-    age_array = typed_m["age_years"].array
-    age_mask = age_array.isna()
     fill = age_mask & derived_known
     ages = np.where(fill, derived, age_array.to_numpy(dtype=np.int64, na_value=0))
-    typed_m["age_years"] = pd.arrays.IntegerArray(ages, age_mask & ~fill)
+    pm["age_years"].column = pd.arrays.IntegerArray(ages, age_mask & ~fill)
 
-    female = typed_m["sex"].to_numpy(dtype=float, na_value=np.nan) == 2
+    female = pm["sex"].values == 2
     age = np.where(age_mask & ~fill, np.nan, ages.astype(float))
-    pregnant = typed_m["pregnant_or_lactating"].eq(True).to_numpy(dtype=bool, na_value=False)
+    pregnant = pm["pregnant_or_lactating"].values
     m_col.add(
         pregnant & ~(female & (age >= 12) & (age <= 55)),
         "pregnant_or_lactating",
@@ -478,19 +694,13 @@ def validate_records(
     )
 
     # Per household: unique line numbers, exactly one head.
-    line = typed_m["line_no"].array
-    has_line = ~line.isna()
-    line_key = pd.DataFrame({"household": m_id_col.keys(), "line": line}, copy=False)
-    dup_line = m_has_id & has_line & line_key.duplicated(keep="first").to_numpy()
-    m_col.add(
-        dup_line,
-        "line_no",
-        typed_m["line_no"].to_numpy(dtype=object, na_value=None),
-        "line_no must be unique within the household",
-    )
+    line = pm["line_no"].column
+    has_line = ~np.isnan(pm["line_no"].values)
+    dup_line = m_has_id & has_line & _duplicated_pairs(m_id_col.keys(), line)
+    m_col.add(dup_line, "line_no", line, "line_no must be unique within the household")
     # Heads are counted per distinct member household id, then looked up by the households' ids.
-    is_head = typed_m["relation_to_head"].to_numpy(dtype=float, na_value=np.nan) == HEAD
-    head_by_slot = np.bincount(m_slot[is_head & with_household], minlength=len(id_index))
+    is_head = pm["relation_to_head"].values == HEAD
+    head_by_slot = np.bincount(m_slot[is_head & with_household], minlength=len(slot_of))
     head_count = np.where(hh_slot >= 0, head_by_slot[np.maximum(hh_slot, 0)], 0)
     hh_col.add(
         has_id & (head_count != 1),
@@ -500,7 +710,7 @@ def validate_records(
     )
 
     # National IDs: unique within the file and not already held by a current registry member.
-    nid_col = _Column(members["nid_number"])
+    nid_col = m_cols["nid_number"]
     nids = nid_col.row_texts()
     dup_nid = nid_col.present() & _duplicated(nid_col.keys())
     m_col.add(dup_nid, "nid_number", nids, "national ID appears more than once in the file")
@@ -515,7 +725,7 @@ def validate_records(
                 "national ID already held by a current member of another household",
             )
 
-    return ValidationResult(typed_h, typed_m, hh_col.issues + m_col.issues)
+    return ValidationResult(_typed_frame(ph, hh_rows), _typed_frame(pm, m_rows), hh_col.issues + m_col.issues)
 
 
 def records_from_dicts(household: Mapping, members: list[Mapping]) -> tuple[pd.DataFrame, pd.DataFrame]:

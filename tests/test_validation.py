@@ -1,9 +1,13 @@
 """Every integrity rule of the data dictionary refuses bad input, naming the field and rule."""
 
+import datetime as dt
+import random
+
 import pandas as pd
 import pytest
 
-from registry.validation import records_from_dicts, validate_records
+from models.codes import HOUSEHOLD_FIELD_NAMES, MEMBER_FIELD_NAMES
+from registry.validation import SMALL_FRAME_ROWS, records_from_dicts, typed_row, validate_records
 from tests.factories import default_members, household_record, member
 
 UNIONS = {"10040915": 1, "10040999": 2}
@@ -168,3 +172,69 @@ def test_many_rows_give_the_same_issues_as_one_row_at_a_time():
     assert len(one_by_one) == 5
     assert together.households["safety_net_benefits"].tolist()[3] == "OAA;WA"
     assert together.households["village"].tolist()[1] == "\u00e9" * 3
+
+
+#: Cells that break (or nearly break) some rule, as a form, a JSON body or a CSV would give them.
+ODD_CELLS = [
+    *("", " ", None, float("nan"), pd.NA, "abc", "1.5", "2.0", " 3 ", "-1", "-0", "+5", "1e3", "inf", "nan"),
+    *("99999999999999999999", "9007199254740993", "\u09e7\u09e8", "0x10", "1_000", "12.345", "100001", "121"),
+    *(True, False, 0, 1, 2, 7, 2.5, 12, 55),
+    *("2026-13-01", "2026-1-5", "2026-02-29", "2024-02-29", "15/01/2026", "2300-01-01", "2030-01-01"),
+    *("1900-01-01", "1980-06-30", dt.date(2020, 1, 1), dt.datetime(2020, 1, 1, 5)),
+    *("yes", "N", "maybe", "TRUE", " true ", "OAA;xyz", " oaa ;wa", ";", "e\u0301" * 3, "x" * 130, "x" * 301),
+    *("12345", "01712345678", "0171234567", "10040915", "10040999", "10049999"),
+]
+
+
+def _spoiled_households(seed: int, count: int) -> list[tuple[dict, list[dict]]]:
+    """Valid households with random odd cells. Household ids and NIDs stay distinct, so that
+    each household's issues do not depend on the others."""
+    rng = random.Random(seed)
+    household_fields = [f for f in HOUSEHOLD_FIELD_NAMES if f != "household_id"]
+    member_fields = [f for f in MEMBER_FIELD_NAMES if f not in ("household_id", "nid_number")]
+    out = []
+    for _ in range(count):
+        record = household_record()
+        for field in rng.sample(household_fields, rng.randint(0, 4)):
+            record[field] = rng.choice(ODD_CELLS)
+        members = default_members()
+        for person in members:
+            for field in rng.sample(member_fields, rng.randint(0, 3)):
+                person[field] = rng.choice(ODD_CELLS)
+        out.append((record, members))
+    return out
+
+
+def _as_csv_text(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.map(lambda v: "" if v is None or v is pd.NA or v != v else str(v)).astype(str)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("as_text", [False, True])
+def test_random_odd_cells_give_the_same_issues_and_values_alone_and_in_bulk(seed, as_text):
+    """A household validated alone (a change request: few rows) gets exactly the issues and
+    typed values it gets inside a bucket of many (an import: whole-column pandas work)."""
+    records = _spoiled_households(seed, 30)
+    frames = [records_from_dicts(r, m) for r, m in records]
+    if as_text:
+        frames = [(_as_csv_text(h), _as_csv_text(m)) for h, m in frames]
+    hh = pd.concat([f[0] for f in frames], ignore_index=True)
+    mem = pd.concat([f[1] for f in frames], ignore_index=True)
+    assert len(mem) > SMALL_FRAME_ROWS
+    together = validate_records(hh, mem, union_area_types=UNIONS)
+
+    alone, member_offset = [], 0
+    for position, (h, m) in enumerate(frames):
+        result = validate_records(h, m, union_area_types=UNIONS)
+        for issue in result.issues:
+            offset = position if issue.file == "households" else member_offset
+            alone.append((issue.file, issue.row + offset, issue.household_id, issue.field, issue.value, issue.rule))
+        assert typed_row(result.households, 0) == typed_row(together.households, position)
+        for i in range(len(m)):
+            assert typed_row(result.members, i) == typed_row(together.members, member_offset + i)
+        member_offset += len(m)
+    bulk = [(i.file, i.row, i.household_id, i.field, i.value, i.rule) for i in together.issues]
+    assert sorted(alone) == sorted(bulk)
+    assert len(bulk) > 30
+    assert together.households.dtypes.to_dict() == result.households.dtypes.to_dict()
+    assert together.members.dtypes.to_dict() == result.members.dtypes.to_dict()
