@@ -42,9 +42,10 @@ import pickle
 import shutil
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from json.encoder import encode_basestring
 from pathlib import Path
 from typing import BinaryIO
@@ -73,6 +74,8 @@ BUCKET_HOUSEHOLDS = 20_000
 READ_CHUNK_ROWS = 100_000
 #: Below this many households worker processes cost more than they save.
 PARALLEL_MIN_HOUSEHOLDS = 60_000
+#: Buckets per worker process being validated or waiting to be staged (bounds memory).
+RESULTS_IN_FLIGHT_PER_WORKER = 2
 #: How many issues a summary shows (the report has all of them).
 FIRST_ISSUES = 10
 REPORT_COLUMNS = ("file", "row", "household_id", "field", "value", "rule")
@@ -628,8 +631,20 @@ def _validate_and_stage(
             consume(_process_bucket(task))
     else:
         # Worker processes validate while this process streams finished buckets into staging.
+        # At most RESULTS_IN_FLIGHT_PER_WORKER buckets per worker are queued or finished but not
+        # yet staged: ``imap`` would let finished buckets pile up in memory whenever staging is
+        # slower than validating.
+        window = workers * RESULTS_IN_FLIGHT_PER_WORKER
+        queue: deque = deque()
+        remaining = iter(tasks)
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for res in pool.imap_unordered(_process_bucket, tasks):
+            for task in islice(remaining, window):
+                queue.append(pool.apply_async(_process_bucket, (task,)))
+            while queue:
+                res = queue.popleft().get()
+                task = next(remaining, None)
+                if task is not None:
+                    queue.append(pool.apply_async(_process_bucket, (task,)))
                 consume(res)
     return stats
 
