@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal, not_, or_, select, true
+from sqlalchemy import ColumnElement, and_, case, func, literal, not_, or_, select, true
 
 from models import Household, Member
 from models.codes import (
@@ -541,17 +541,29 @@ def _member_clause(name: str, condition: Mapping) -> ColumnElement[bool]:
     return _apply(getattr(Member, name), condition)
 
 
-def member_conditions(conditions: Mapping) -> ColumnElement[bool]:
-    """The conditions of a (normalised) ``member`` node, as one boolean over a ``members`` row."""
-    return and_(*(_member_clause(name, condition) for name, condition in conditions.items()))
+#: Household attributes worked out from its members (they read ``members`` like a member node).
+MEMBER_DERIVED = frozenset({"female_head", "widowed_head", "head_age", "head_sex", "household_size"})
 
 
-def is_member_node(node: Mapping) -> bool:
-    """Whether ``node`` is a plain ``member`` node (true of a household when any member meets it)."""
-    return "member" in node
+def reads_members(tree: Mapping | None) -> bool:
+    """Whether a (normalised) tree has a test on members, directly or through a derived attribute."""
+    if not tree:
+        return False
+    for key in ("all", "any"):
+        if key in tree:
+            return any(reads_members(child) for child in tree[key])
+    if "not" in tree:
+        return reads_members(tree["not"])
+    if "member" in tree:
+        return True
+    return not MEMBER_DERIVED.isdisjoint(tree["household"])
 
 
-def _member_exists(*clauses: ColumnElement[bool]) -> ColumnElement[bool]:
+def _member_exists(*clauses: ColumnElement[bool], grouped: bool) -> ColumnElement[bool]:
+    if grouped:
+        # Over ``households LEFT JOIN members`` grouped by household. A household without members
+        # has one row of NULLs, which must not count as a member (``disability IS NULL`` holds of it).
+        return func.max(case((and_(Member.id.is_not(None), *clauses), 1), else_=0)) == 1
     return select(Member.id).where(Member.household_pk == Household.id, *clauses).exists()
 
 
@@ -566,18 +578,21 @@ def receives_any(codes) -> ColumnElement[bool]:
     return or_(*(text.contains(f";{code};", autoescape=True) for code in codes))
 
 
-def _household_clause(name: str, condition: Mapping) -> ColumnElement[bool]:
+def _household_clause(name: str, condition: Mapping, grouped: bool) -> ColumnElement[bool]:
     head = Member.relation_to_head == HEAD
     if name in ("female_head", "widowed_head"):
         column, wanted = (Member.sex, FEMALE) if name == "female_head" else (Member.marital_status, WIDOWED)
-        exists = _member_exists(head, column == wanted)
+        exists = _member_exists(head, column == wanted, grouped=grouped)
         return exists if condition["eq"] else not_(exists)
     if name == "head_age":
-        return _member_exists(head, _apply(Member.age_years, condition))
+        return _member_exists(head, _apply(Member.age_years, condition), grouped=grouped)
     if name == "head_sex":
-        return _member_exists(head, _apply(Member.sex, condition))
+        return _member_exists(head, _apply(Member.sex, condition), grouped=grouped)
     if name == "household_size":
-        size = select(func.count(Member.id)).where(Member.household_pk == Household.id).scalar_subquery()
+        if grouped:
+            size = func.count(Member.id)
+        else:
+            size = select(func.count(Member.id)).where(Member.household_pk == Household.id).scalar_subquery()
         return _apply(size, condition)
     if name == "area":
         clauses = []
@@ -595,32 +610,39 @@ def _household_clause(name: str, condition: Mapping) -> ColumnElement[bool]:
     return _apply(getattr(Household, name), condition)
 
 
-def compile_criteria(tree: Mapping | None) -> ColumnElement[bool]:
-    """A SQL boolean over ``households`` (correlated to ``households.id``) for a normalised tree."""
+def compile_criteria(tree: Mapping | None, *, grouped: bool = False) -> ColumnElement[bool]:
+    """A SQL boolean over ``households`` for a normalised tree.
+
+    By default it is correlated to ``households.id`` (tests on members are ``EXISTS`` sub-queries),
+    for a query with one row per household. With ``grouped`` it is meant for the ``HAVING`` of a
+    query over ``households LEFT JOIN members`` grouped by household: tests on members are aggregates,
+    so every criterion is decided in one pass over the members instead of one probe per test.
+    """
     if not tree:
         return true()
     if "all" in tree:
-        return and_(*(compile_criteria(child) for child in tree["all"]))
+        return and_(*(compile_criteria(child, grouped=grouped) for child in tree["all"]))
     if "any" in tree:
-        # "A member with X, or a member with Y" is one EXISTS over members (X OR Y): the same
+        # "A member with X, or a member with Y" is one test over members (X OR Y): the same
         # households, but a single sub-query that PostgreSQL can run as one semi-join instead of
         # one probe per household and alternative.
         members = [child for child in tree["any"] if "member" in child]
-        clauses = [compile_criteria(child) for child in tree["any"] if "member" not in child]
+        clauses = [compile_criteria(child, grouped=grouped) for child in tree["any"] if "member" not in child]
         if len(members) > 1:
             clauses.append(
                 _member_exists(
-                    or_(*(and_(*(_member_clause(n, c) for n, c in node["member"].items())) for node in members))
+                    or_(*(and_(*(_member_clause(n, c) for n, c in node["member"].items())) for node in members)),
+                    grouped=grouped,
                 )
             )
         else:
-            clauses += [compile_criteria(child) for child in members]
+            clauses += [compile_criteria(child, grouped=grouped) for child in members]
         return or_(*clauses)
     if "not" in tree:
-        return not_(compile_criteria(tree["not"]))
+        return not_(compile_criteria(tree["not"], grouped=grouped))
     if "member" in tree:
-        return _member_exists(*(_member_clause(n, c) for n, c in tree["member"].items()))
-    return and_(*(_household_clause(n, c) for n, c in tree["household"].items()))
+        return _member_exists(*(_member_clause(n, c) for n, c in tree["member"].items()), grouped=grouped)
+    return and_(*(_household_clause(n, c, grouped) for n, c in tree["household"].items()))
 
 
 def explain_bits(bits: int, labels: list[str]) -> list[str]:

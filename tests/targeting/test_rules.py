@@ -4,10 +4,10 @@ to parameterised SQL."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from models import Household
+from models import Household, Member
 from targeting import rules
 from targeting.rules import RuleError
 
@@ -194,11 +194,30 @@ def test_compiled_rules_select_the_right_households(db_session, households):
         safety_net_benefits="DA;PSS",
     )
     plain = households.create(members=[member(1)], safety_net_benefits="EGPP")
+    # Not a state the registry's rules allow, but the two forms of a rule must still agree on it.
+    memberless = households.create(members=[member(1)])
+    db_session.execute(delete(Member).where(Member.household_pk == memberless.id))
 
     def matching(raw):
-        clause = rules.compile_criteria(rules.normalise_criteria(raw))
+        tree = rules.normalise_criteria(raw)
         pks = {widow.id, disabled_child.id, plain.id}
-        return set(db_session.scalars(select(Household.id).where(clause, Household.id.in_(pks))))
+        found = set(db_session.scalars(select(Household.id).where(rules.compile_criteria(tree), Household.id.in_(pks))))
+        # List builds evaluate the same rule as aggregates over households joined to their members.
+        everyone = [*pks, memberless.id]
+        by_exists = set(
+            db_session.scalars(select(Household.id).where(rules.compile_criteria(tree), Household.id.in_(everyone)))
+        )
+        by_grouping = set(
+            db_session.scalars(
+                select(Household.id)
+                .outerjoin(Member, Member.household_pk == Household.id)
+                .where(Household.id.in_(everyone))
+                .group_by(Household.id)
+                .having(rules.compile_criteria(tree, grouped=True))
+            )
+        )
+        assert by_exists == by_grouping, raw
+        return found
 
     assert matching({"household": {"widowed_head": True}}) == {widow.id}
     assert matching({"household": {"widowed_head": False}}) == {disabled_child.id, plain.id}
