@@ -191,59 +191,8 @@ def _evaluate(programme_id: int | None, household: Household | None) -> tuple[bo
         return None, {"evaluated": False}
     from targeting import eligibility as el
 
-    programme = _programme(programme_id)
-    evaluate = getattr(el, "evaluate_household", None)
-    if evaluate is not None:
-        return _eligibility_from(evaluate(programme, household))
-    return _evaluate_with_selection(programme, household)
-
-
-def _evaluate_with_selection(programme, household: Household) -> tuple[bool | None, dict]:
-    """Adapter until the eligibility engine offers a one-household evaluation: its own selection query
-    (the rule compiled exactly as for list builds, against the current score run) restricted to this
-    household. Eligible means "meets the targeting rule, the criteria and the exclusions"; a per-area
-    quota or an overall cap may still leave it off a list."""
-    from targeting import eligibility as el
-    from targeting import rules
-
-    run = el.get_current_run()
-    if run is None:
-        return None, {"evaluated": False, "reason": "no complete score run of the active model"}
-    rule = el.rule_of(programme)
-    exclusion_ids = [i for i in el._resolve_exclusion_lists(rule).values() if i is not None]
-    selection = el._Selection(rule, run.id, exclusion_ids)
-    candidates = selection.candidates(only_pks=[household.id]).subquery()
-    eligible = db.session.execute(select(candidates.c.household_pk)).first() is not None
-    detail = {
-        "evaluated": True,
-        "programme_version": programme.version,
-        "rule_hash": rules.canonical_hash(rule),
-        "model_id": run.model_id,
-        "score_run_id": run.id,
-    }
-    bits = getattr(selection, "criteria_bits", None)
-    if bits is not None:
-        met = db.session.scalar(select(bits).select_from(Household).where(Household.id == household.id))
-        detail["criteria_met"] = rules.explain_bits(int(met or 0), rules.criteria_labels(rule.get("criteria")))
-    return eligible, detail
-
-
-def _eligibility_from(result) -> tuple[bool | None, dict]:
-    """Normalise the eligibility engine's answer (a bool, a mapping or an object with ``eligible``)."""
-    if isinstance(result, bool):
-        return result, {"evaluated": True}
-    if isinstance(result, Mapping):
-        detail = {k: v for k, v in result.items() if k != "eligible"}
-        return bool(result.get("eligible")), {"evaluated": True, **_jsonable(detail)}
-    eligible = bool(result.eligible)
-    detail = {k: v for k, v in vars(result).items() if k != "eligible" and not k.startswith("_")}
-    return eligible, {"evaluated": True, **_jsonable(detail)}
-
-
-def _jsonable(value):
-    import json
-
-    return json.loads(json.dumps(value, default=str))
+    detail = el.evaluate_household(_programme(programme_id), household)
+    return detail.pop("eligible"), detail
 
 
 def _on_list(list_id: int | None, household: Household | None) -> bool | None:

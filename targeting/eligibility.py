@@ -839,6 +839,35 @@ def _entry_hash_query(list_id: int):
     )
 
 
+def evaluate_household(programme: Programme, household: Household) -> dict:
+    """Whether one household meets the programme's *current* rule now, and what was evaluated.
+
+    The rule is compiled exactly as for a list build and run against the current score run,
+    restricted to this household. ``eligible`` means "in scope, meets the PMT targeting rule, the
+    criteria and the exclusions"; a per-area quota or an overall cap may still leave it off a list.
+    ``eligible`` is None (and ``evaluated`` False) when there is no complete score run to judge by.
+    Grievance redress uses this to judge a case by today's rule.
+    """
+    run = get_current_run()
+    if run is None:
+        return {"eligible": None, "evaluated": False, "reason": "no complete score run of the active model"}
+    rule = rule_of(programme)
+    exclusion_lists = [i for i in _resolve_exclusion_lists(rule).values() if i is not None]
+    selection = _Selection(rule, run.id, exclusion_lists)
+    candidates = selection.candidates(only_pks=[household.id]).subquery()
+    eligible = db.session.execute(select(candidates.c.household_pk)).first() is not None
+    met = db.session.scalar(select(selection.criteria_bits).select_from(Household).where(Household.id == household.id))
+    return {
+        "eligible": eligible,
+        "evaluated": True,
+        "programme_version": programme.version,
+        "rule_hash": rules.canonical_hash(rule),
+        "model_id": run.model_id,
+        "score_run_id": run.id,
+        "criteria_met": rules.explain_bits(int(met or 0), rules.criteria_labels(rule.get("criteria"))),
+    }
+
+
 def verify_list(lst: EligibilityList) -> dict:
     """Re-run a list's frozen inputs against today's data without writing; say whether it is identical."""
     rule = {key: lst.definition[key] for key in RULE_KEYS}

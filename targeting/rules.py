@@ -474,7 +474,8 @@ def top_level(tree: Mapping | None) -> list[dict]:
 def _describe_condition(subject: str, name: str, condition: Mapping) -> str:
     attribute = SUBJECTS[subject][name]
     parts = []
-    for op, value in condition.items():
+    # Sorted here and below: JSONB stores keys in its own order, and a label must not depend on it.
+    for op, value in sorted(condition.items()):
         if attribute.kind == "bool":
             parts.append(attribute.label if value else f"not {attribute.label}")
             continue
@@ -498,8 +499,9 @@ def describe(tree: Mapping) -> str:
     if "not" in tree:
         return f"not {describe(tree['not'])}"
     if "member" in tree:
-        return "a member with " + " and ".join(_describe_condition("member", n, c) for n, c in tree["member"].items())
-    return " and ".join(_describe_condition("household", n, c) for n, c in tree["household"].items())
+        conditions = sorted(tree["member"].items())
+        return "a member with " + " and ".join(_describe_condition("member", n, c) for n, c in conditions)
+    return " and ".join(_describe_condition("household", n, c) for n, c in sorted(tree["household"].items()))
 
 
 def criteria_labels(tree: Mapping | None) -> list[str]:

@@ -254,6 +254,12 @@ def test_each_criterion_selects_exactly_its_households(db_session, officer, popu
     for n, (criteria, expected) in enumerate(CRITERIA_CASES):
         lst = build(officer, name=f"criterion {n}", criteria=criteria)
         assert selected_ids(lst) == ids(population, *expected), criteria
+        # The one-household evaluation (grievances) agrees with the list build on every household.
+        for name, household in population["households"].items():
+            verdict = el.evaluate_household(lst.programme, household)
+            assert verdict["eligible"] is (name in expected), (criteria, name)
+            assert verdict["score_run_id"] == population["run"].id
+            assert verdict["criteria_met"] == (lst.criteria_labels if name in expected else [])
         assert len(lst.criteria_labels) == 1
         bits = db_session.scalars(
             select(EligibilityListEntry.criteria_met).where(EligibilityListEntry.list_id == lst.id)
