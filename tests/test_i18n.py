@@ -44,7 +44,9 @@ def _catalog():
 
 
 def _placeholders(text: str) -> Counter:
-    return Counter(m.group(0) for m in PYTHON_FORMAT.finditer(text)) + Counter(BRACE_FORMAT.findall(text))
+    # "%%" is an escaped percent sign, not a value: a translation may say "percent" in words.
+    found = Counter(m.group(0) for m in PYTHON_FORMAT.finditer(text) if m.group(0) != "%%")
+    return found + Counter(BRACE_FORMAT.findall(text))
 
 
 def _forms(value) -> tuple[str, ...]:

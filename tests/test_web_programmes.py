@@ -57,6 +57,8 @@ def test_officer_creates_a_programme_with_the_editor(client, db_session, officer
     login(officer)
     page = client.get("/programmes/new").get_data(as_text=True)
     assert 'name="csrf_token"' in page and "a member aged 65+" in page and 'id="preview"' in page
+    # Jinja's gettext %-formats every string: a bare "%" once rendered as "X{}re taken".
+    assert "The poorest X% are taken from everyone scored" in page
     response = client.post("/programmes/new", data=FORM)
     assert response.status_code == 302, response.get_data(as_text=True)
     programme = _programme(db_session)
