@@ -769,6 +769,8 @@ def submit_import(
         "members_name": members_name,
         "report_path": str(folder / "report.csv"),
         "skip_invalid": bool(skip_invalid),
+        # The registry's own copies of personal data: deleted once the job is over (the report stays).
+        "delete_uploads": True,
     }
     db.session.flush()
     return job
@@ -880,8 +882,24 @@ def run_import_job(context: JobContext) -> dict:
     """Import the uploaded files of an ``import`` job; the outcome goes into ``job.result``.
 
     A rejected import fails the job (the user must fix the files) but keeps its summary in
-    ``job.result`` and its report next to the uploaded files.
+    ``job.result`` and its report. Uploaded files (``delete_uploads``) are deleted once the job is
+    over: imported, rejected, or failed for the last time; a failure that will be retried keeps them.
     """
+    over = True
+    try:
+        return _import_for_job(context)
+    except JobError:
+        raise
+    except Exception:
+        over = context.job.attempts >= context.job.max_attempts
+        raise
+    finally:
+        if over and context.payload.get("delete_uploads"):
+            for key in ("households_path", "members_path"):
+                Path(context.payload[key]).unlink(missing_ok=True)
+
+
+def _import_for_job(context: JobContext) -> dict:
     payload = context.payload
     job_id = context.job.id
 

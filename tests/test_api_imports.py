@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 from sqlalchemy import func, select
 
-from models import Household
+from models import Household, Job
 from tests.factories import household_record
 from tests.registry.test_importer import good, write_files
 
@@ -37,6 +38,9 @@ def test_supervisor_uploads_and_the_job_imports(client, db_session, make_user, a
 
     again = client.get(f"/api/v1/imports/{body['id']}", headers=api_headers(supervisor))
     assert again.status_code == 200 and again.get_json()["result"]["households_imported"] == 3
+    # The uploaded copies of personal data do not outlive the job.
+    payload = db_session.get(Job, body["id"]).payload
+    assert not Path(payload["households_path"]).exists() and not Path(payload["members_path"]).exists()
 
 
 def test_rejected_import_reports_problems_and_the_csv(client, db_session, make_user, api_headers, tmp_path):
@@ -58,6 +62,10 @@ def test_rejected_import_reports_problems_and_the_csv(client, db_session, make_u
     assert lines[0] == "file,row,household_id,field,value,rule"
     assert lines[1].startswith(f"members.csv,5,{data[1][0]['household_id']},nid_number,••345,")
     assert db_session.scalar(select(Household).where(Household.household_id == data[0][0]["household_id"])) is None
+    # The files are deleted (the user fixes their own copy); the report stays to be downloaded.
+    payload = db_session.get(Job, body["id"]).payload
+    assert not Path(payload["households_path"]).exists() and not Path(payload["members_path"]).exists()
+    assert Path(payload["report_path"]).exists()
 
 
 def test_skip_invalid_through_the_api(client, db_session, make_user, api_headers, tmp_path):
