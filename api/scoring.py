@@ -108,7 +108,7 @@ class ScoreRunSchema(Schema):
     model_id = fields.Integer()
     model_name = fields.String(allow_none=True)
     model_active = fields.Boolean()
-    status = fields.String(metadata={"description": "running | complete | failed | superseded"})
+    status = fields.String(metadata={"description": "running | complete | failed | superseded | pruned (rows deleted)"})
     is_current = fields.Boolean(metadata={"description": "the run readers use for the model"})
     area_code = fields.String(allow_none=True)
     households_scored = fields.Integer()

@@ -23,7 +23,7 @@ class ScoreRun(db.Model):
 
     __tablename__ = "score_runs"
     __table_args__ = (
-        CheckConstraint("status IN ('running', 'complete', 'failed', 'superseded')", name="status"),
+        CheckConstraint("status IN ('running', 'complete', 'failed', 'superseded', 'pruned')", name="status"),
         Index("ix_score_runs_model_status", "model_id", "status"),
     )
 

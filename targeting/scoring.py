@@ -1280,6 +1280,78 @@ def contributions(household: Household, model: PmtModel | None = None) -> dict |
     return out
 
 
+#: Superseded runs completed less than this long ago keep their rows (they may still be compared).
+PRUNE_AFTER_DAYS = 90
+
+
+@dataclass
+class PruneOutcome:
+    """What :func:`prune_score_runs` removed (or, in a dry run, would remove)."""
+
+    runs: list[int]
+    rows: int
+    kept_for_lists: list[int]
+    dry_run: bool
+
+
+def prune_score_runs(
+    actor: User | None, *, older_than_days: int = PRUNE_AFTER_DAYS, dry_run: bool = False
+) -> PruneOutcome:
+    """Delete the per-household rows of superseded score runs (flushed; the caller commits).
+
+    A full re-score adds one row per household (a million rows, about 300 MB, at national scale),
+    and a superseded run's rows are read by nothing but the lists built from it. So rows are
+    deleted for superseded runs that completed more than ``older_than_days`` ago and that no
+    eligibility list was built from (a list must stay reproducible: its run's rows are what a
+    rebuild, a verification and a diff read). The current run of every model is never touched.
+    The run itself stays, marked ``pruned``, with its counts and audit trail. ``actor`` None is
+    the command line (an operator on the server); through the application, admins only.
+    """
+    from models.programme import EligibilityList
+
+    if actor is not None:
+        require_role(actor, "admin")
+    if older_than_days < 0:
+        raise ValueError("older_than_days must be 0 or more")
+    cutoff = utcnow() - dt.timedelta(days=older_than_days)
+    old = list(
+        db.session.scalars(
+            select(ScoreRun.id)
+            .where(ScoreRun.status == "superseded", func.coalesce(ScoreRun.finished_at, ScoreRun.started_at) < cutoff)
+            .order_by(ScoreRun.id)
+        )
+    )
+    listed = set(db.session.scalars(select(EligibilityList.score_run_id).where(EligibilityList.score_run_id.in_(old))))
+    runs = [run_id for run_id in old if run_id not in listed]
+    counts = dict(
+        db.session.execute(
+            select(HouseholdScore.run_id, func.count())
+            .where(HouseholdScore.run_id.in_(runs))
+            .group_by(HouseholdScore.run_id)
+        ).all()
+    )
+    outcome = PruneOutcome(runs, sum(counts.values()), sorted(listed), dry_run)
+    if dry_run or not runs:
+        return outcome
+    for run_id in runs:
+        db.session.execute(delete(HouseholdScore).where(HouseholdScore.run_id == run_id))
+        db.session.execute(
+            update(ScoreRun).where(ScoreRun.id == run_id).values(status="pruned"),
+            execution_options={"synchronize_session": False},
+        )
+        record_event(
+            actor,
+            "score_run.prune",
+            "score_run",
+            run_id,
+            summary=f"score run {run_id} pruned: {counts.get(run_id, 0):,} household scores deleted",
+            before={"status": "superseded", "rows": counts.get(run_id, 0)},
+            after={"status": "pruned", "rows": 0},
+        )
+    db.session.flush()
+    return outcome
+
+
 def get_score_run(run_id: int) -> ScoreRun:
     run = db.session.get(ScoreRun, run_id)
     if run is None:

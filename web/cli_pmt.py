@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from web.cli_pmt_models import register as register_model_commands
-from web.cli_pmt_score import score_command
+from web.cli_pmt_score import prune_runs_command, score_command
 
 pmt_group = click.Group("pmt", help="PMT models: calibration, publication, scoring and ranking.")
 pmt_group.add_command(score_command)
+pmt_group.add_command(prune_runs_command)
 register_model_commands(pmt_group)

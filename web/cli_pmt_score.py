@@ -74,3 +74,21 @@ def score_command(model_id: int | None, area: str | None) -> None:
     if summary["households_not_scored"]:
         click.echo(f"not scored: {run.error}")
     click.echo("phases: " + ", ".join(f"{name} {value:.1f} s" for name, value in seconds.items()))
+
+
+@click.command("prune-runs")
+@click.option("--older-than-days", type=click.IntRange(min=0), default=scoring.PRUNE_AFTER_DAYS, show_default=True,
+              help="Only superseded runs completed at least this long ago.")
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
+@with_appcontext
+def prune_runs_command(older_than_days: int, dry_run: bool) -> None:
+    """Delete the household scores of old superseded runs that no eligibility list was built from."""
+    outcome = scoring.prune_score_runs(None, older_than_days=older_than_days, dry_run=dry_run)
+    if not dry_run:  # a dry run only read
+        db.session.commit()
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"{verb} {outcome.rows:,} household scores of {len(outcome.runs)} superseded run(s)"
+               + (f": {', '.join(map(str, outcome.runs))}" if outcome.runs else ""))
+    if outcome.kept_for_lists:
+        click.echo(f"kept {len(outcome.kept_for_lists)} run(s) that eligibility lists were built from: "
+                   + ", ".join(map(str, outcome.kept_for_lists)))
