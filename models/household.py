@@ -159,10 +159,10 @@ class Member(db.Model):
     __table_args__ = (
         *spec_checks(MEMBER_FIELDS, skip=("household_id",)),
         CheckConstraint("name_bn IS NOT NULL OR name_en IS NOT NULL", name="has_name"),
+        # Also the index for "the members of a household" (its leading column).
         UniqueConstraint("household_pk", "line_no"),
         # A national ID belongs to one current member; conflicts are resolved before approval.
         Index("uq_members_nid_number", "nid_number", unique=True),
-        Index("ix_members_household_pk", "household_pk"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
