@@ -60,7 +60,7 @@ from models.codes import HOUSEHOLD_FIELD_NAMES, MEMBER_FIELD_NAMES
 from registry import import_sql
 from registry.access import AccessDenied, has_national_scope, require_role
 from registry.audit import record_event
-from registry.jobs import JobContext, JobError, enqueue, job_handler, job_view, run_job
+from registry.jobs import JobContext, JobError, enqueue, housekeeping, job_handler, job_view, run_job
 from registry.privacy import MASK, PII_HOUSEHOLD_FIELDS, PII_MEMBER_FIELDS, mask_member
 from registry.validation import Issue, validate_records
 
@@ -846,9 +846,43 @@ def import_view(job: Job, *, can_see_pii: bool) -> dict:
     return view
 
 
+#: Error reports of uploaded imports are deleted this long after their job finished.
+REPORT_RETENTION = dt.timedelta(days=30)
+
+
+@housekeeping
+def expire_import_reports(retention: dt.timedelta = REPORT_RETENTION) -> int:
+    """Delete the error reports (and folders) of uploaded imports finished longer ago than
+    ``retention``; returns how many (flushed; the worker commits).
+
+    A report lists rejected values, national IDs among them, so it is kept only as long as the
+    user needs it to fix the files. Each deletion is an audit event; the import's summary stays.
+    """
+    cutoff = utcnow() - retention
+    expired = 0
+    for job in db.session.scalars(
+        select(Job).where(Job.kind == "import", Job.status.in_(("succeeded", "failed")), Job.finished_at < cutoff)
+    ):
+        payload = job.payload or {}
+        report = payload.get("report_path")
+        if not payload.get("delete_uploads") or not report or not Path(report).exists():
+            continue
+        Path(report).unlink()
+        folder = Path(report).parent
+        if folder.exists() and not any(folder.iterdir()):
+            folder.rmdir()
+        record_event(None, "import.report_expired", "job", job.id, summary=f"error report of import {job.id} deleted")
+        expired += 1
+    db.session.flush()
+    return expired
+
+
 class ReportNotFound(LookupError):
     def __init__(self, job_id: int):
-        super().__init__(f"import {job_id} has no error report (it found no problem, or has not run yet)")
+        super().__init__(
+            f"import {job_id} has no error report (it found no problem, has not run yet, "
+            f"or its report was deleted {REPORT_RETENTION.days} days after the import)"
+        )
 
 
 def iter_report(job: Job, *, can_see_pii: bool) -> Iterator[str]:

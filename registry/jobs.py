@@ -210,10 +210,38 @@ def run_pending(max_jobs: int | None = None, worker_name: str | None = None) -> 
     return ran
 
 
-def work_forever(poll_seconds: float = 2.0, worker_name: str | None = None) -> None:
-    """The worker loop: run jobs as they arrive; sleep when the queue is empty."""
+#: Tasks the worker runs now and then between jobs (retention rules); each commits its own work.
+_HOUSEKEEPING: list[Callable[[], object]] = []
+HOUSEKEEPING_EVERY = dt.timedelta(hours=1)
+
+
+def housekeeping(func: Callable[[], object]) -> Callable[[], object]:
+    """Register a task for the worker to run every :data:`HOUSEKEEPING_EVERY` (at import time)."""
+    _HOUSEKEEPING.append(func)
+    return func
+
+
+def run_housekeeping() -> None:
+    """Run every registered housekeeping task; a failing task is logged and rolled back, never fatal."""
     load_handlers()
+    for task in _HOUSEKEEPING:
+        try:
+            task()
+            db.session.commit()
+        except Exception:  # noqa: BLE001 - housekeeping must not stop the worker
+            db.session.rollback()
+            log.exception("housekeeping task %s failed", getattr(task, "__name__", task))
+
+
+def work_forever(poll_seconds: float = 2.0, worker_name: str | None = None) -> None:
+    """The worker loop: run jobs as they arrive; sleep when the queue is empty; housekeeping
+    (:func:`housekeeping`) at start and then every :data:`HOUSEKEEPING_EVERY`."""
+    load_handlers()
+    next_housekeeping = time.monotonic()
     while True:
+        if time.monotonic() >= next_housekeeping:
+            run_housekeeping()
+            next_housekeeping = time.monotonic() + HOUSEKEEPING_EVERY.total_seconds()
         if run_pending(worker_name=worker_name) == 0:
             time.sleep(poll_seconds)
 

@@ -194,3 +194,37 @@ def test_upload_page_refuses_other_roles_and_wrong_files(client, db_session, mak
         content_type="multipart/form-data",
     )
     assert response.status_code == 200 and "were the two files swapped" in response.get_data(as_text=True)
+
+
+def test_error_reports_expire_after_the_retention_period(client, db_session, make_user, api_headers, tmp_path):
+    import datetime as dt
+
+    from models import AuditEvent
+    from models.base import utcnow
+    from registry import importer, jobs
+
+    admin = make_user("admin")
+    bodies = []
+    for _ in range(2):
+        data = good(2)
+        data[1][0]["rooms"] = 99
+        bodies.append(_upload(client, api_headers(admin), tmp_path, data, skip_invalid="false").get_json())
+    old, recent = (db_session.get(Job, body["id"]) for body in bodies)
+    assert old.status == recent.status == "failed" and Path(old.payload["report_path"]).exists()
+    old.finished_at = utcnow() - importer.REPORT_RETENTION - dt.timedelta(hours=1)
+    db_session.commit()
+
+    # The worker runs this between jobs (registered with jobs.housekeeping).
+    jobs.run_housekeeping()
+
+    assert not Path(old.payload["report_path"]).exists()
+    assert Path(recent.payload["report_path"]).exists()
+    view = client.get(f"/api/v1/imports/{old.id}", headers=api_headers(admin)).get_json()
+    assert view["has_report"] is False and view["result"]["outcome"] == "rejected"  # the summary stays
+    gone = client.get(f"/api/v1/imports/{old.id}/report.csv", headers=api_headers(admin))
+    assert gone.status_code == 404 and "deleted 30 days after the import" in gone.get_json()["error"]["message"]
+    event = db_session.scalar(
+        select(AuditEvent).where(AuditEvent.action == "import.report_expired", AuditEvent.object_id == str(old.id))
+    )
+    assert event is not None
+    assert importer.expire_import_reports() == 0  # nothing left to expire

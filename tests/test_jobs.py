@@ -117,3 +117,18 @@ def test_two_workers_never_claim_the_same_job(app, postgres_only, handlers):
             for job in db.session.scalars(select(Job).where(Job.id.in_(created))):
                 db.session.delete(job)
             db.session.commit()
+
+
+def test_a_failing_housekeeping_task_is_logged_and_the_others_still_run(db_session, monkeypatch, caplog):
+    ran = []
+
+    def broken():
+        raise RuntimeError("disk gone")
+
+    def fine():
+        ran.append(True)
+
+    monkeypatch.setattr(jobs, "_HOUSEKEEPING", [broken, fine])
+    jobs.run_housekeeping()
+    assert ran == [True]
+    assert "housekeeping task broken failed" in caplog.text
