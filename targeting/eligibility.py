@@ -54,6 +54,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from itertools import islice
 
 from marshmallow import ValidationError
 from sqlalchemy import (
@@ -397,17 +398,18 @@ class _Selection:
         #: their members and grouped, and the criteria are a ``HAVING`` (one pass over the members).
         self.reads_members = rules.reads_members(criteria)
         self.criteria = rules.compile_criteria(criteria, grouped=self.reads_members)
-        self.eligible = []
+        #: Exclusions (other programmes' lists, benefits already received): plain WHERE clauses.
+        self.exclusions = []
         exclusions = rule.get("exclusions") or {}
         if exclusions.get("benefits"):
-            self.eligible.append(not_(rules.receives_any(exclusions["benefits"])))
+            self.exclusions.append(not_(rules.receives_any(exclusions["benefits"])))
         if exclusion_list_ids:
             on_list = (
                 select(Entry.household_pk)
                 .where(Entry.list_id.in_(exclusion_list_ids), Entry.household_pk == Household.id)
                 .exists()
             )
-            self.eligible.append(not_(on_list))
+            self.exclusions.append(not_(on_list))
         self.tops = rules.top_level(criteria)
         #: The criteria met by one household, as an expression over ``households`` (one-household checks).
         self.criteria_bits = self._bits(lambda i, node: rules.compile_criteria(node))
@@ -488,7 +490,7 @@ class _Selection:
             )
         if count_eligible:
             columns.append(func.count(type_=Integer).over().label("n_eligible"))
-        where = [*self.base, self.targeted, *self.eligible]
+        where = [*self.base, self.targeted, *self.exclusions]
         if only_pks is not None:
             where.append(Household.id.in_(only_pks))
         if not self.reads_members:
@@ -610,18 +612,21 @@ ENTRY_COLUMNS = (
 HASHED_COLUMNS = ("position", "household_id", "household_version", "scored_version", "criteria_met")
 
 
+#: Rows hashed per update: streamed result rows are never all held at once.
+_HASH_BATCH = 10_000
+
+
 def _hash_rows(rows) -> str:
     """The entries hash of rows holding :data:`HASHED_COLUMNS` (by name), in position order."""
+    digest = hashlib.sha256()
     rows = iter(rows)
-    first = next(rows, None)
-    if first is None:
-        return hashlib.sha256().hexdigest()
-    # By index: attribute access on result rows costs more than the hashing at 50,000 entries.
-    picks = [first._fields.index(name) for name in HASHED_COLUMNS]
-    text = "".join(
-        "{}|{}|{}|{}|{}\n".format(*(row[i] for i in picks)) for row in (first, *rows)
-    )
-    return hashlib.sha256(text.encode()).hexdigest()
+    picks = None
+    while batch := list(islice(rows, _HASH_BATCH)):
+        if picks is None:
+            # By index: attribute access on result rows costs more than the hashing.
+            picks = [batch[0]._fields.index(name) for name in HASHED_COLUMNS]
+        digest.update("".join("{}|{}|{}|{}|{}\n".format(*(row[i] for i in picks)) for row in batch).encode())
+    return digest.hexdigest()
 
 
 def _resolve_exclusion_lists(rule: Mapping) -> dict[str, int | None]:
@@ -816,9 +821,8 @@ def _write_entries(list_id: int, selected) -> tuple[int, int, str]:
     )
     counts = select(func.count(), func.max(built.c.n_eligible)).select_from(built)
     n_entries, n_eligible = db.session.execute(counts).one()
-    entries_hash = _hash_rows(
-        db.session.execute(select(*(built.c[c] for c in HASHED_COLUMNS)).order_by(built.c.position))
-    )
+    hashed = select(*(built.c[c] for c in HASHED_COLUMNS)).order_by(built.c.position)
+    entries_hash = _hash_rows(db.session.execute(hashed.execution_options(yield_per=_HASH_BATCH)))
     db.session.execute(text(f"DROP TABLE {name}"))
     return int(n_entries), int(n_eligible or 0), entries_hash
 

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from models import AuditEvent, HouseholdScore
+from models import AuditEvent, HouseholdScore, db
 from models.base import utcnow
 from registry.access import AccessDenied
 from targeting import eligibility as el
@@ -17,7 +17,7 @@ from tests.targeting.test_eligibility import MINISTRY, make_household, rule
 
 
 def _rows(run) -> int:
-    return scoring.db.session.scalar(select(func.count()).where(HouseholdScore.run_id == run.id))
+    return db.session.scalar(select(func.count()).where(HouseholdScore.run_id == run.id))
 
 
 def _age(run, days: int) -> None:
