@@ -867,10 +867,14 @@ def expire_import_reports(retention: dt.timedelta = REPORT_RETENTION) -> int:
         report = payload.get("report_path")
         if not payload.get("delete_uploads") or not report or not Path(report).exists():
             continue
-        Path(report).unlink()
-        folder = Path(report).parent
-        if folder.exists() and not any(folder.iterdir()):
-            folder.rmdir()
+        try:
+            Path(report).unlink()
+            folder = Path(report).parent
+            if not any(folder.iterdir()):
+                folder.rmdir()
+        except OSError as exc:  # one unreadable folder must not keep the other reports
+            log.warning("could not delete the error report of import %s: %s", job.id, exc)
+            continue
         record_event(None, "import.report_expired", "job", job.id, summary=f"error report of import {job.id} deleted")
         expired += 1
     db.session.flush()
@@ -921,18 +925,23 @@ def run_import_job(context: JobContext) -> dict:
     ``job.result`` and its report. Uploaded files (``delete_uploads``) are deleted once the job is
     over: imported, rejected, or failed for the last time; a failure that will be retried keeps them.
     """
+    # Read before the import: after a database error the job's row cannot be loaded any more.
+    payload = context.payload
+    keys = ("households_path", "members_path") if payload.get("delete_uploads") else ()
+    uploads = [Path(payload[key]) for key in keys if payload.get(key)]
+    last_attempt = context.job.attempts >= context.job.max_attempts
     over = True
     try:
         return _import_for_job(context)
     except JobError:
         raise
     except Exception:
-        over = context.job.attempts >= context.job.max_attempts
+        over = last_attempt
         raise
     finally:
-        if over and context.payload.get("delete_uploads"):
-            for key in ("households_path", "members_path"):
-                Path(context.payload[key]).unlink(missing_ok=True)
+        if over:
+            for path in uploads:
+                path.unlink(missing_ok=True)
 
 
 def _import_for_job(context: JobContext) -> dict:

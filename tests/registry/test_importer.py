@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from models import AuditEvent, Household, HouseholdVersion, Job, Member
+from models.base import utcnow
 from models.change_request import MemberMatchKey
 from models.codes import HOUSEHOLD_FIELD_NAMES, MEMBER_FIELD_NAMES
 from registry import importer, jobs
@@ -455,6 +456,34 @@ def test_rejected_import_job_fails_but_keeps_its_summary(db_session, tmp_path, m
     assert job.result["outcome"] == "rejected" and job.result["issues_by_rule"] == {"rooms: integer >= 0 and <= 20": 1}
     assert report.exists()
     assert not db_session.scalar(select(Household).where(Household.household_id == data[0][0]["household_id"]))
+
+
+def test_uploads_survive_a_failure_that_will_be_retried_and_go_after_the_last(
+    db_session, tmp_path, make_user, monkeypatch
+):
+    admin = make_user("admin")
+    hh_path, m_path = write_files(tmp_path, good(1))
+    with hh_path.open("rb") as households, m_path.open("rb") as members:
+        job = importer.submit_import(tmp_path / "uploads", households, members, actor=admin)
+    job.max_attempts = 2
+    db_session.commit()
+    uploads = [Path(job.payload["households_path"]), Path(job.payload["members_path"])]
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(importer, "import_files", crash)
+    jobs.run_pending()
+    job = db_session.get(Job, job.id)
+    assert job.status == "queued" and job.attempts == 1  # will be retried: the files are still needed
+    assert all(path.exists() for path in uploads)
+
+    job.run_after = utcnow()  # skip the retry back-off
+    db_session.commit()
+    jobs.run_pending()
+    job = db_session.get(Job, job.id)
+    assert job.status == "failed" and job.attempts == 2
+    assert not any(path.exists() for path in uploads)
 
 
 # --- concurrency (PostgreSQL) -------------------------------------------------------------------
