@@ -78,7 +78,7 @@ def _fresh_database(server_url: str) -> tuple[str, callable]:
     return url.set(database=name).render_as_string(hide_password=False), drop
 
 
-def _prepare(url: str, households: int, seed: int, clients: int) -> dict:
+def _prepare(url: str, households: int, seed: int, clients: int, approve_only: bool = False) -> dict:
     """Migrate, load geography and households (unless there already are enough), create users and tokens."""
     from flask_migrate import upgrade
     from sqlalchemy import func, select
@@ -86,6 +86,7 @@ def _prepare(url: str, households: int, seed: int, clients: int) -> dict:
     from models import Area, Household, db
     from registry import importer, synth
     from registry.geo import load_geography
+    from registry.households import store_imported_snapshots
     from registry.users import create_user, get_user_by_username, issue_token
     from web.app import create_app
 
@@ -124,6 +125,10 @@ def _prepare(url: str, households: int, seed: int, clients: int) -> dict:
             .order_by(func.random())
             .limit(clients * 4000)
         ).all()
+        if approve_only:
+            # --approve-only builds proposed states from version snapshots in SQL: store the ones the
+            # import left to the current tables (the first approval would store them anyway).
+            store_imported_snapshots([r.household_id for r in rows])
         db.session.commit()
         # Production servers run autovacuum; a benchmark server may not (this machine's does not),
         # and then a freshly imported registry, or one left by earlier runs, is measured with
@@ -472,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     proc = None
     try:
         started = time.perf_counter()
-        prepared = _prepare(url, args.households, args.seed, args.clients)
+        prepared = _prepare(url, args.households, args.seed, args.clients, approve_only=args.approve_only)
         _log(f"prepared in {time.perf_counter() - started:.0f} s")
         pending = [None] * args.clients
         if args.approve_only:

@@ -12,6 +12,7 @@ import datetime as dt
 from decimal import Decimal
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     CheckConstraint,
     Date,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import BigIntPK, db, utcnow
@@ -208,6 +210,7 @@ class HouseholdVersion(db.Model):
     __table_args__ = (
         UniqueConstraint("household_pk", "version_no"),
         CheckConstraint("version_no >= 1", name="version_no"),
+        CheckConstraint("snapshot IS NOT NULL OR version_no = 1", name="snapshot_stored"),
         Index("ix_household_versions_household_created", "household_pk", "created_at"),
     )
 
@@ -221,8 +224,13 @@ class HouseholdVersion(db.Model):
     #: The import job or change request that produced it.
     source_ref: Mapped[str | None] = mapped_column(String(40))
     reason: Mapped[str | None] = mapped_column(Text)
-    #: {"household": {...fields...}, "members": [{...}, ...]}, values JSON-encoded.
-    snapshot: Mapped[dict] = mapped_column()
+    #: {"household": {...fields...}, "members": [{...}, ...]}, values JSON-encoded. NULL only for a
+    #: bulk-imported version 1 that is still current: its state is the current tables, and the change
+    #: that makes version 2 stores it first. Read versions through ``registry.households``, which
+    #: fills it in.
+    snapshot: Mapped[dict | None] = mapped_column(
+        JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+    )
 
     household: Mapped[Household] = relationship()
 

@@ -15,15 +15,18 @@ How it stays fast and bounded in memory for millions of rows:
    the same bucket as all its members wherever they are in the files.
 2. *Validate*: each bucket is validated whole by ``registry.validation.validate_records``
    (the one rule engine: codes, ranges, formats, one head, unique line numbers, orphan
-   members, ages, national IDs within the bucket), in worker processes for large files, its
-   version-1 snapshots rendered as JSON text (PostgreSQL), and staged into temporary tables
-   (``COPY`` on PostgreSQL, ``executemany`` on SQLite) while the next buckets are validated.
-3. *Check*: what no bucket can see alone is one SQL statement over the staging tables:
-   national IDs repeated in other buckets or already held by registry members, households
-   already registered.
-4. *Insert*: ``INSERT … SELECT`` of households, members and version-1 snapshots, in the
-   caller's transaction, plus one audit event for the whole import and a queued ``dedup.index``
-   job that gives the new households their duplicate-matching keys.
+   members, ages, national IDs within the bucket), in worker processes for large files.
+3. *Load*: on PostgreSQL each validated bucket is copied straight into the registry tables
+   while the next ones are validated (:class:`_DirectImport`, in a savepoint); on SQLite it is
+   staged into temporary tables.
+4. *Check*: what no bucket can see alone (national IDs repeated in other buckets or already
+   held by registry members, households already registered) is settled set-based at the end;
+   on SQLite the households are then inserted from the staging tables. One audit event records
+   the whole import, and a queued ``dedup.index`` job gives the new households their
+   duplicate-matching keys.
+
+Version 1 of an imported household is written without a snapshot: its current tables are that
+state until it first changes (``registry.households``).
 
 Row numbers in reports count the header as row 1, so a data row's number is its line in the
 file (unless a quoted value spans lines or blank lines are skipped).
@@ -32,6 +35,7 @@ file (unless a quoted value spans lines or blank lines are skipped).
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import datetime as dt
 import io
@@ -46,7 +50,6 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import islice
-from json.encoder import encode_basestring
 from pathlib import Path
 from typing import BinaryIO
 
@@ -226,9 +229,13 @@ def _estimate_rows(info: CsvInfo) -> int:
     return max(1, int(info.size / (len(sample) / lines)) - 1)
 
 
-def _split(info: CsvInfo, expected: tuple[str, ...], workdir: Path, buckets: int, progress: Progress) -> int:
-    """Stream a file into per-bucket pickles of raw string frames; return its data row count."""
+def _split(
+    info: CsvInfo, expected: tuple[str, ...], workdir: Path, buckets: int, progress: Progress
+) -> tuple[int, np.ndarray]:
+    """Stream a file into per-bucket pickles of raw string frames; return its data row count and
+    the rows of each bucket."""
     rows = 0
+    per_bucket = np.zeros(buckets, dtype=np.int64)
     estimate = _estimate_rows(info)
     try:
         reader = pd.read_csv(
@@ -247,17 +254,19 @@ def _split(info: CsvInfo, expected: tuple[str, ...], workdir: Path, buckets: int
             rows += len(chunk)
             if buckets == 1:
                 _append(workdir / f"{info.kind}_0.pkl", chunk)
+                per_bucket[0] += len(chunk)
             else:
                 ids = chunk["household_id"].astype(str).str.strip()
                 bucket = pd.util.hash_pandas_object(ids, index=False).to_numpy() % buckets
                 for b, part in chunk.groupby(bucket, sort=False):
                     _append(workdir / f"{info.kind}_{int(b)}.pkl", part)
+                    per_bucket[int(b)] += len(part)
             # Progress in KiB of the file (pandas reads ahead, so this is approximate).
             done_bytes = min(info.size, int(info.size * rows / max(rows, estimate)))
             progress("read " + info.kind, done_bytes // 1024, info.size // 1024)
     except pd.errors.ParserError as exc:
         raise ImportFileError(f"{info.name} is not a well-formed CSV file: {exc}", info.kind) from None
-    return rows
+    return rows, per_bucket
 
 
 def _append(path: Path, frame: pd.DataFrame) -> None:
@@ -291,6 +300,11 @@ class _BucketTask:
     dialect: str
     households_file: str
     members_file: str
+    #: PostgreSQL: the new registry ids of the bucket's household rows (one per row, in order) and
+    #: the constant ends of its COPY lines, so that the workers render the final rows.
+    ids: np.ndarray | None = None
+    household_tail: str = ""
+    version_tail: str = ""
 
 
 @dataclass
@@ -317,6 +331,10 @@ def _process_bucket(task: _BucketTask) -> _BucketResult:
         members_file=task.members_file,
     )
     typed_h, typed_m = result.households, result.members
+    if task.ids is not None:
+        if len(task.ids) != len(typed_h):
+            raise RuntimeError(f"bucket {task.bucket}: {len(typed_h)} household rows, {len(task.ids)} ids")
+        typed_h["pk"] = task.ids
     issues = list(result.issues)
     ids = typed_h["household_id"]
     if task.scope is not None:
@@ -335,11 +353,10 @@ def _process_bucket(task: _BucketTask) -> _BucketResult:
     typed_m = typed_m[typed_m["household_id"].notna()]
     matched = int(typed_m["household_id"].isin(set(ids.dropna())).sum())
     if task.dialect == "postgresql":
-        # Version-1 snapshots rendered here, in the worker processes, as JSON text (C-speed
-        # ``to_json``): building them in SQL cost far more than the rest of the import.
-        typed_h["snapshot"] = _snapshots(typed_h, typed_m)
-    hh_payload = _payload(typed_h, import_sql.household_stage_columns(task.dialect), task.dialect)
-    m_payload = _payload(typed_m, import_sql.MEMBER_STAGE_COLUMNS, task.dialect)
+        hh_payload, m_payload = _direct_rows(typed_h, typed_m, task), None
+    else:
+        hh_payload = _payload(typed_h, import_sql.HOUSEHOLD_STAGE_COLUMNS, task.dialect)
+        m_payload = _payload(typed_m, import_sql.MEMBER_STAGE_COLUMNS, task.dialect)
     return _BucketResult(
         task.bucket,
         len(households),
@@ -351,34 +368,98 @@ def _process_bucket(task: _BucketTask) -> _BucketResult:
     )
 
 
-def _texts(series: pd.Series, *, json: bool) -> np.ndarray:
-    """A typed column as text per row, for COPY (None when missing) or as JSON values ("null"
-    when missing), in ``registry.households.snapshot_of``'s value types: dates as ISO text,
-    decimals as numbers, booleans as true/false. Whole-column numpy conversions; strings are
-    JSON-encoded once per distinct value."""
+@dataclass
+class _DirectRows:
+    """One bucket rendered for :class:`registry.import_sql.DirectLoad` (PostgreSQL): complete COPY
+    lines, new registry ids included."""
+
+    #: Registry ids of every household row of the bucket (to find those already registered).
+    all_household_ids: list[str]
+    #: The importable (valid) households: registry ids and COPY lines for ``households`` and
+    #: ``household_versions``.
+    household_ids: list[str]
+    household_lines: list[str]
+    version_lines: list[str]
+    #: Their members' COPY lines, and each one's household as an index into ``household_ids``.
+    member_lines: list[str]
+    member_slots: np.ndarray
+    #: ``(nid, household_id)`` of every member row with a national ID, and the same as COPY text
+    #: for the import's key table (nid, row, household id, repeated within the bucket).
+    nid_pairs: list[tuple[str, str]]
+    nid_keys: str
+
+    def subset(self, household_ids: set[str]) -> _DirectRows:
+        """Only these importable households (the rest are skipped, or held back until the end)."""
+        keep = np.array([h in household_ids for h in self.household_ids], dtype=bool)
+        new_slot = np.cumsum(keep) - 1
+        member_keep = keep[self.member_slots] if len(self.member_slots) else np.zeros(0, dtype=bool)
+        return _DirectRows(
+            [],
+            [h for h, k in zip(self.household_ids, keep, strict=True) if k],
+            [line for line, k in zip(self.household_lines, keep, strict=True) if k],
+            [line for line, k in zip(self.version_lines, keep, strict=True) if k],
+            [line for line, k in zip(self.member_lines, member_keep, strict=True) if k],
+            new_slot[self.member_slots[member_keep]],
+            [],
+            "",
+        )
+
+
+def _direct_rows(typed_h: pd.DataFrame, typed_m: pd.DataFrame, task: _BucketTask) -> _DirectRows:
+    """Render a validated bucket as the final COPY lines (in the worker processes)."""
+    ok = typed_h["ok"].to_numpy(dtype=bool)
+    households = typed_h.loc[ok].copy()
+    unions = households["union_code"].astype(str)
+    households["upazila_code"] = unions.str[:6]
+    households["district_code"] = unions.str[:4]
+    households["division_code"] = unions.str[:2]
+    ids = households["household_id"].to_numpy(dtype=object)
+    pks = [str(pk) for pk in households["pk"].tolist()]
+    slot = pd.Index(ids).get_indexer(typed_m["household_id"].to_numpy(dtype=object))
+    members = typed_m.loc[slot >= 0]
+    slot = slot[slot >= 0]
+    # Members in household and line order: the unique (household_pk, line_no) index is filled in order.
+    order = np.lexsort((members["line_no"].to_numpy(dtype=float, na_value=np.nan), slot))
+    members, slot = members.iloc[order], slot[order].astype(np.int64)
+    keys = typed_m.loc[typed_m["nid_number"].notna(), list(import_sql.NID_KEY_COLUMNS)]
+    household_tail, version_tail = task.household_tail, task.version_tail
+    return _DirectRows(
+        all_household_ids=typed_h["household_id"].tolist(),
+        household_ids=ids.tolist(),
+        household_lines=[
+            f"{line},{pk}{household_tail}"
+            for line, pk in zip(_csv_lines(households, import_sql.DIRECT_HOUSEHOLD_COLUMNS), pks, strict=True)
+        ],
+        version_lines=[pk + version_tail for pk in pks],
+        member_lines=[
+            f"{pks[s]},{line}\n"
+            for s, line in zip(slot.tolist(), _csv_lines(members, import_sql.MEMBER_COLUMNS), strict=True)
+        ],
+        member_slots=slot,
+        nid_pairs=list(zip(keys["nid_number"].tolist(), keys["household_id"].tolist(), strict=True)),
+        nid_keys=_payload(keys, import_sql.NID_KEY_COLUMNS, "postgresql"),
+    )
+
+
+def _texts(series: pd.Series) -> np.ndarray:
+    """A typed column as COPY text per row (empty when missing): booleans as t/f, dates as ISO
+    text. Whole-column numpy conversions; each distinct string is quoted once."""
     dtype = series.dtype
     missing = series.isna().to_numpy()
     if isinstance(dtype, pd.BooleanDtype):
         values = series.to_numpy(dtype=bool, na_value=False)
-        out = np.where(values, "true" if json else "t", "false" if json else "f").astype(object)
+        out = np.where(values, "t", "f").astype(object)
     elif isinstance(dtype, (pd.Int64Dtype, pd.Float64Dtype)) or pd.api.types.is_numeric_dtype(dtype):
         numbers = series.to_numpy(dtype=float if isinstance(dtype, pd.Float64Dtype) else np.int64, na_value=0)
         codes, uniques = pd.factorize(numbers)
         out = np.array([str(v) for v in uniques.tolist()], dtype=object)[codes]
     elif series.name in _DATE_COLUMNS:
         codes, uniques = pd.factorize(series.to_numpy(dtype=object), use_na_sentinel=True)
-        quote = '"' if json else ""
-        out = np.array([f"{quote}{d.isoformat()}{quote}" for d in uniques] + [""], dtype=object)[codes]
+        out = np.array([d.isoformat() for d in uniques] + [""], dtype=object)[codes]
     else:
-        values = series.to_numpy(dtype=object, na_value=None)
-        if json:
-            codes, uniques = pd.factorize(values, use_na_sentinel=True)
-            encoded = np.array([encode_basestring(v) for v in uniques] + ["null"], dtype=object)
-            out = encoded[codes]
-        else:
-            codes, uniques = pd.factorize(values, use_na_sentinel=True)
-            out = np.array([_csv_quoted(v) for v in uniques] + [""], dtype=object)[codes]
-    out[missing] = "null" if json else ""
+        codes, uniques = pd.factorize(series.to_numpy(dtype=object, na_value=None), use_na_sentinel=True)
+        out = np.array([_csv_quoted(v) for v in uniques] + [""], dtype=object)[codes]
+    out[missing] = ""
     return out
 
 
@@ -386,37 +467,6 @@ def _csv_quoted(value: str) -> str:
     if "," in value or '"' in value or "\n" in value or "\r" in value:
         return '"' + value.replace('"', '""') + '"'
     return value
-
-
-def _snapshots(typed_h: pd.DataFrame, typed_m: pd.DataFrame) -> np.ndarray:
-    """The version-1 snapshot (JSON text) of each importable household row (None for the rest),
-    in ``snapshot_of``'s shape: household fields, status, members ordered by line number."""
-    out = np.full(len(typed_h), None, dtype=object)
-    ok = typed_h["ok"].to_numpy(dtype=bool)
-    if not ok.any():
-        return out
-    households = typed_h.loc[ok]
-    ids = pd.Index(households["household_id"].to_numpy(dtype=object))
-    slot = ids.get_indexer(typed_m["household_id"].to_numpy(dtype=object))
-    members = typed_m.loc[slot >= 0]
-    slot = slot[slot >= 0]
-    order = np.lexsort((members["line_no"].to_numpy(dtype=float, na_value=np.nan), slot))
-    members, slot = members.iloc[order], slot[order]
-    member_json = _json_rows(members, import_sql.MEMBER_COLUMNS)
-    starts = np.searchsorted(slot, np.arange(len(households)), side="left")
-    ends = np.searchsorted(slot, np.arange(len(households)), side="right")
-    head = '{"status":"active","inactive_reason":null,"household":'
-    out[ok] = [
-        f'{head}{household},"members":[{",".join(member_json[a:b])}]}}'
-        for household, a, b in zip(_json_rows(households, import_sql.HOUSEHOLD_COLUMNS), starts, ends, strict=True)
-    ]
-    return out
-
-
-def _json_rows(frame: pd.DataFrame, columns: tuple[str, ...]) -> list[str]:
-    """One JSON object (text) per row of ``frame``, with ``columns`` as keys."""
-    keyed = [f'"{c}":' + _texts(frame[c], json=True) for c in columns]
-    return ["{" + row + "}" for row in map(",".join, zip(*keyed, strict=True))]
 
 
 def _issues(file: str, frame: pd.DataFrame, mask: pd.Series, column: str, rule: str) -> list[Issue]:
@@ -431,13 +481,10 @@ def _issues(file: str, frame: pd.DataFrame, mask: pd.Series, column: str, rule: 
 
 def _payload(frame: pd.DataFrame, columns: tuple[str, ...], dialect: str):
     """Staging rows: CSV text for PostgreSQL's COPY, tuples for SQLite's executemany."""
-    frame = frame.loc[:, list(columns)]
     if dialect == "postgresql":
-        # CSV for COPY: an empty unquoted cell is NULL; texts are quoted where CSV needs it.
-        if not len(frame):
-            return ""
-        cells = zip(*(_texts(frame[c], json=False) for c in columns), strict=True)
-        return "\n".join(map(",".join, cells)) + "\n"
+        lines = _csv_lines(frame, columns)
+        return "\n".join(lines) + "\n" if lines else ""
+    frame = frame.loc[:, list(columns)]
     out = []
     for column in columns:
         values = frame[column].astype(object).where(frame[column].notna(), None).tolist()
@@ -445,6 +492,14 @@ def _payload(frame: pd.DataFrame, columns: tuple[str, ...], dialect: str):
             values = [v.isoformat() if v is not None else None for v in values]
         out.append(values)
     return list(zip(*out, strict=True))
+
+
+def _csv_lines(frame: pd.DataFrame, columns: tuple[str, ...]) -> list[str]:
+    """One CSV line (no newline) per row for PostgreSQL's COPY: an empty unquoted cell is NULL;
+    texts are quoted where CSV needs it."""
+    if not len(frame):
+        return []
+    return list(map(",".join, zip(*(_texts(frame[c]) for c in columns), strict=True)))
 
 
 _DATE_COLUMNS = {"interview_date", "consent_date", "date_of_birth"}
@@ -502,79 +557,72 @@ def import_files(
         estimate = _estimate_rows(hh_info)
         buckets = max(1, -(-estimate // max(1, bucket_households)))
         t = time.perf_counter()
-        result.households_in_file = _split(hh_info, HOUSEHOLD_FIELD_NAMES, workdir, buckets, progress)
-        result.members_in_file = _split(m_info, MEMBER_FIELD_NAMES, workdir, buckets, progress)
+        result.households_in_file, households_per_bucket = _split(
+            hh_info, HOUSEHOLD_FIELD_NAMES, workdir, buckets, progress
+        )
+        result.members_in_file, _ = _split(m_info, MEMBER_FIELD_NAMES, workdir, buckets, progress)
         phases["read"] = time.perf_counter() - t
 
         conn = db.session.connection()
-        staging = import_sql.create_staging(conn)
+        now = utcnow()
+        actor_id = actor.id if actor is not None else None
         with open(issues_file, "w", encoding="utf-8", newline="") as report:
             writer = csv.writer(report)
-            t = time.perf_counter()
-            stats = _validate_and_stage(
-                staging,
-                workdir,
-                buckets,
-                scope,
-                hh_info,
-                m_info,
-                writer,
-                counter,
-                progress,
-                workers,
-                result.households_in_file,
-            )
-            phases["validate"] = time.perf_counter() - t - stats["stage"]
-            phases["stage"] = stats["stage"]
-            if result.members_in_file and not stats["matched_members"]:
-                raise ImportFileError(
-                    f"{m_info.name}: none of its {result.members_in_file} rows belongs to a household in "
-                    f"{hh_info.name}; are these the right files?",
-                    "members",
+
+            def stream(load) -> None:
+                t = time.perf_counter()
+                stats = _validate_and_stage(
+                    load,
+                    conn.dialect.name,
+                    workdir,
+                    buckets,
+                    households_per_bucket,
+                    scope,
+                    hh_info,
+                    m_info,
+                    writer,
+                    counter,
+                    progress,
+                    workers,
+                    result.households_in_file,
                 )
-            t = time.perf_counter()
-            progress("check", 0, None)
-            import_sql.index_and_analyze(staging)
-            import_sql.lock_registry_for_import(staging)
-            result.households_already_registered = import_sql.mark_registered(staging)
-            conflicted: set[str] = set()
-            for kind, row, household_id, nid in import_sql.nid_conflicts(staging):
+                phases["validate"] = time.perf_counter() - t - stats["stage"]
+                phases["load" if conn.dialect.name == "postgresql" else "stage"] = stats["stage"]
+                if result.members_in_file and not stats["matched_members"]:
+                    raise ImportFileError(
+                        f"{m_info.name}: none of its {result.members_in_file} rows belongs to a household in "
+                        f"{hh_info.name}; are these the right files?",
+                        "members",
+                    )
+
+            def nid_issue(kind: str, row: int, household_id: str, nid: str) -> None:
                 rule = NID_DUPLICATE_RULE if kind == "duplicate" else NID_REGISTERED_RULE
                 _write_issue(writer, counter, (m_info.name, row, household_id, "nid_number", nid, rule))
-                conflicted.add(household_id)
-            import_sql.reject_households(staging, conflicted)
-            importable, importable_members = import_sql.count_importable(staging)
-            phases["check"] = time.perf_counter() - t
+
+            write = {"now": now, "actor_id": actor_id, "source": source, "source_ref": source_ref}
+            if conn.dialect.name == "postgresql":
+                loaded = _import_direct(
+                    conn, stream, nid_issue, counter, skip_invalid, workdir, phases, progress, write
+                )
+            else:
+                loaded = _import_staged(conn, stream, nid_issue, counter, skip_invalid, phases, progress, write)
 
         result.issue_count = sum(counter.values())
         result.issues_by_rule = dict(counter.most_common())
-        result.households_rejected = max(
-            0, result.households_in_file - importable - result.households_already_registered
-        )
-        if result.issue_count and not skip_invalid:
+        result.households_already_registered = loaded.already_registered
+        if loaded.rejected:
             result.outcome = "rejected"
-            import_sql.drop_staging(staging)
-        else:
-            t = time.perf_counter()
-            progress("insert", 0, importable)
-            result.households_imported, result.members_imported, id_range = import_sql.insert_households(
-                staging,
-                now=utcnow(),
-                actor_id=actor.id if actor is not None else None,
-                source=source,
-                source_ref=source_ref,
+            result.households_rejected = max(
+                0, result.households_in_file - loaded.importable - loaded.already_registered
             )
-            if (result.households_imported, result.members_imported) != (importable, importable_members):
-                raise RuntimeError(
-                    f"import inserted {result.households_imported}/{result.members_imported} rows, "
-                    f"expected {importable}/{importable_members}"
-                )
-            import_sql.drop_staging(staging)
-            if id_range is not None:
+        else:
+            result.households_imported, result.members_imported = loaded.households, loaded.members
+            result.households_rejected = max(
+                0, result.households_in_file - loaded.households - loaded.already_registered
+            )
+            if loaded.id_range is not None:
                 # Duplicate-matching keys are Python work per person: a background job builds them.
-                enqueue("dedup.index", {"households": list(id_range)}, actor=actor)
-            progress("insert", importable, importable)
-            phases["insert"] = time.perf_counter() - t
+                enqueue("dedup.index", {"households": list(loaded.id_range)}, actor=actor)
             record_event(
                 actor,
                 "import.completed",
@@ -594,13 +642,190 @@ def import_files(
     return result
 
 
+@dataclass
+class _Loaded:
+    """What an import wrote (or, when ``rejected``, would have written)."""
+
+    rejected: bool
+    already_registered: int
+    importable: int = 0
+    households: int = 0
+    members: int = 0
+    id_range: tuple[int, int] | None = None
+
+
+def _import_staged(conn, stream, nid_issue, counter, skip_invalid, phases, progress, write) -> _Loaded:
+    """SQLite: stage every bucket, check, then insert from the staging tables."""
+    staging = import_sql.create_staging(conn)
+    stream(_stage_rows(staging))
+    t = time.perf_counter()
+    progress("check", 0, None)
+    import_sql.index_and_analyze(staging)
+    already = import_sql.mark_registered(staging)
+    conflicted: set[str] = set()
+    for kind, row, household_id, nid in import_sql.nid_conflicts(staging):
+        nid_issue(kind, row, household_id, nid)
+        conflicted.add(household_id)
+    import_sql.reject_households(staging, conflicted)
+    importable, importable_members = import_sql.count_importable(staging)
+    phases["check"] = time.perf_counter() - t
+    if sum(counter.values()) and not skip_invalid:
+        import_sql.drop_staging(staging)
+        return _Loaded(rejected=True, already_registered=already, importable=importable)
+    t = time.perf_counter()
+    progress("insert", 0, importable)
+    households, members, id_range = import_sql.insert_households(staging, **write)
+    if (households, members) != (importable, importable_members):
+        raise RuntimeError(f"import inserted {households}/{members} rows, expected {importable}/{importable_members}")
+    import_sql.drop_staging(staging)
+    progress("insert", importable, importable)
+    phases["insert"] = time.perf_counter() - t
+    return _Loaded(False, already, importable, households, members, id_range)
+
+
+class _DirectImport:
+    """PostgreSQL: each validated bucket goes straight into the registry tables (COPY) while the
+    next ones are validated, in a savepoint of the caller's transaction; see
+    :class:`registry.import_sql.DirectLoad`.
+
+    A household none of whose national IDs is held yet is written at once. One whose ID is held
+    by a registry member is never written (the end check reports it). One whose ID is held by a
+    household written earlier in this import waits on disk until the end: the rows are then ranked
+    in file order, the later occurrences are rejected (deleted if already written) and the
+    waiting households that came first are written. All or nothing: once any problem is seen
+    without ``skip_invalid``, nothing more is written and the savepoint is rolled back at the end.
+    """
+
+    def __init__(self, conn, *, skip_invalid: bool, workdir: Path, write: dict):
+        self.load = import_sql.begin_direct_load(conn)
+        self.skip_invalid = skip_invalid
+        self.household_tail, self.version_tail = import_sql.line_tails(**write)
+        self.doomed = False
+        self.households = self.members = self.already_registered = self.importable = 0
+        self.held_path = workdir / "held.pkl"
+
+    def __call__(self, res: _BucketResult) -> None:
+        rows: _DirectRows = res.household_payload
+        load = self.load
+        load.copy(load.keys, import_sql.NID_KEY_COLUMNS, rows.nid_keys)
+        registered = load.registered_households([h for h in rows.all_household_ids if h is not None])
+        self.already_registered += len(registered)
+        pairs = [p for p in rows.nid_pairs if p[1] not in registered] if registered else rows.nid_pairs
+        blocked: set[str] = set()
+        held: set[str] = set()
+        if hits := dict(load.nid_holders([nid for nid, _ in pairs])):
+            registry_nids = []
+            for nid, household_id in pairs:
+                holder = hits.get(nid)
+                if holder is None:
+                    continue
+                if load.is_ours(holder):
+                    held.add(household_id)
+                else:
+                    blocked.add(household_id)
+                    registry_nids.append(nid)
+            if registry_nids:
+                load.note_registered_nids(registry_nids)
+        held -= blocked
+        importable = set(rows.household_ids) - registered - blocked - held
+        self.importable += len(importable) + len(held & set(rows.household_ids))
+        if (res.issues or blocked or held) and not self.skip_invalid:
+            self.doomed = True
+        if self.doomed:
+            return
+        if held:
+            with open(self.held_path, "ab") as fh:
+                pickle.dump(rows.subset(held), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        self._write(rows if len(importable) == len(rows.household_ids) else rows.subset(importable))
+
+    def prepare(self, task: _BucketTask, household_rows: int) -> None:
+        """Give a bucket's household rows their registry ids before it is validated."""
+        task.ids = np.array(self.load.allocate(household_rows), dtype=np.int64)
+        task.household_tail, task.version_tail = self.household_tail, self.version_tail
+
+    def _write(self, rows: _DirectRows) -> None:
+        households, members = self.load.write(rows.household_lines, rows.member_lines, rows.version_lines)
+        expected = (len(rows.household_lines), len(rows.member_lines))
+        if (households, members) != expected:
+            raise RuntimeError(f"import wrote {households}/{members} rows, expected {expected[0]}/{expected[1]}")
+        self.households += households
+        self.members += members
+
+    def finish(self, nid_issue, counter) -> _Loaded:
+        """Settle what spans buckets, then undo everything (rejected) or complete the import."""
+        conflicted: set[str] = set()
+        for kind, row, household_id, nid in self.load.nid_conflicts():
+            nid_issue(kind, row, household_id, nid)
+            conflicted.add(household_id)
+        if sum(counter.values()) and not self.skip_invalid:
+            self.load.rollback()
+            return _Loaded(True, self.already_registered, max(0, self.importable - len(conflicted)))
+        deleted, deleted_members = self.load.delete_ours(conflicted)
+        self.households -= deleted
+        self.members -= deleted_members
+        if self.held_path.exists():
+            with open(self.held_path, "rb") as fh:
+                while True:
+                    try:
+                        rows: _DirectRows = pickle.load(fh)  # noqa: S301 - our own file in a private folder
+                    except EOFError:
+                        break
+                    self._write(rows.subset(set(rows.household_ids) - conflicted))
+        self.load.release()
+        ranges = self.load.ranges
+        id_range = (ranges[0][0], ranges[-1][1]) if ranges and self.households else None
+        return _Loaded(False, self.already_registered, self.households, self.households, self.members, id_range)
+
+
+def _import_direct(conn, stream, nid_issue, counter, skip_invalid, workdir, phases, progress, write) -> _Loaded:
+    direct = _DirectImport(conn, skip_invalid=skip_invalid, workdir=workdir, write=write)
+    try:
+        stream(direct)
+        t = time.perf_counter()
+        progress("check", 0, None)
+        loaded = direct.finish(nid_issue, counter)
+        phases["check"] = time.perf_counter() - t
+        return loaded
+    except BaseException:
+        # Leave nothing behind even when the caller would commit what is left of its transaction.
+        with contextlib.suppress(Exception):
+            direct.load.rollback()
+        raise
+
+
+def _stage_rows(staging):
+    """The SQLite path's loader: a bucket's rows into the staging tables."""
+
+    def load(res: _BucketResult) -> None:
+        columns = import_sql.HOUSEHOLD_STAGE_COLUMNS
+        import_sql.insert_rows(staging, staging.households, columns, res.household_payload)
+        import_sql.insert_rows(staging, staging.members, import_sql.MEMBER_STAGE_COLUMNS, res.member_payload)
+
+    return load
+
+
 def _validate_and_stage(
-    staging, workdir, buckets, scope, hh_info, m_info, writer, counter, progress, workers, households
+    load,
+    dialect,
+    workdir,
+    buckets,
+    households_per_bucket,
+    scope,
+    hh_info,
+    m_info,
+    writer,
+    counter,
+    progress,
+    workers,
+    households,
 ) -> dict:
+    """Validate every bucket (in worker processes for large files) and hand each result to
+    ``load`` as it comes, in this process; ``load.prepare(task, household_rows)``, if it exists,
+    completes each task before it is dispatched. Returns the time spent loading and the member
+    rows that matched a household."""
     union_types = dict(db.session.execute(select(Area.code, Area.area_type).where(Area.level == "union")).all())
     tasks = [
-        _BucketTask(str(workdir), b, union_types, scope, staging.dialect, hh_info.name, m_info.name)
-        for b in range(buckets)
+        _BucketTask(str(workdir), b, union_types, scope, dialect, hh_info.name, m_info.name) for b in range(buckets)
     ]
     if workers is None:
         workers = min(os.cpu_count() or 1, 4) if households >= PARALLEL_MIN_HOUSEHOLDS else 1
@@ -608,21 +833,18 @@ def _validate_and_stage(
     stats = {"stage": 0.0, "matched_members": 0}
     done = 0
 
+    prepare = getattr(load, "prepare", None) or (lambda task, rows: None)
+
+    def dispatch(task: _BucketTask) -> _BucketTask:
+        prepare(task, int(households_per_bucket[task.bucket]))
+        return task
+
     def consume(res: _BucketResult) -> None:
         nonlocal done
         for issue in res.issues:
             _write_issue(writer, counter, issue)
         t = time.perf_counter()
-        if staging.is_postgres:
-            import_sql.copy_csv(
-                staging, staging.households, import_sql.household_stage_columns("postgresql"), res.household_payload
-            )
-            import_sql.copy_csv(staging, staging.members, import_sql.MEMBER_STAGE_COLUMNS, res.member_payload)
-        else:
-            import_sql.insert_rows(
-                staging, staging.households, import_sql.household_stage_columns(staging.dialect), res.household_payload
-            )
-            import_sql.insert_rows(staging, staging.members, import_sql.MEMBER_STAGE_COLUMNS, res.member_payload)
+        load(res)
         stats["stage"] += time.perf_counter() - t
         stats["matched_members"] += res.matched_members
         done += res.households
@@ -630,7 +852,7 @@ def _validate_and_stage(
 
     if workers == 1:
         for task in tasks:
-            consume(_process_bucket(task))
+            consume(_process_bucket(dispatch(task)))
     else:
         # Worker processes validate while this process streams finished buckets into staging.
         # At most RESULTS_IN_FLIGHT_PER_WORKER buckets per worker are queued or finished but not
@@ -641,12 +863,12 @@ def _validate_and_stage(
         remaining = iter(tasks)
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             for task in islice(remaining, window):
-                queue.append(pool.apply_async(_process_bucket, (task,)))
+                queue.append(pool.apply_async(_process_bucket, (dispatch(task),)))
             while queue:
                 res = queue.popleft().get()
                 task = next(remaining, None)
                 if task is not None:
-                    queue.append(pool.apply_async(_process_bucket, (task,)))
+                    queue.append(pool.apply_async(_process_bucket, (dispatch(task),)))
                 consume(res)
     return stats
 

@@ -66,7 +66,7 @@ from models.validation import (
 )
 from registry import access
 from registry.audit import record_event
-from registry.households import HouseholdNotFound, get_household
+from registry.households import HouseholdNotFound, fill_snapshots, get_household
 from registry.privacy import MASK
 from registry.validation import Issue, RecordValidationError
 from targeting import eligibility as el
@@ -1012,7 +1012,7 @@ def notice_view(publication: ListPublication) -> dict:
     Entry = EligibilityListEntry
     lst = _list(publication)
     rows = db.session.execute(
-        select(Entry.position, Household.household_id, HouseholdVersion.snapshot)
+        select(Entry.position, Household.household_id, Entry.household_pk, HouseholdVersion.snapshot)
         .join(Household, Household.id == Entry.household_pk)
         .join(
             HouseholdVersion,
@@ -1024,8 +1024,10 @@ def notice_view(publication: ListPublication) -> dict:
         .where(Entry.list_id == lst.id, Entry.union_code == publication.union_code)
         .order_by(Entry.position)
     ).all()
+    snapshots = fill_snapshots([(pk, snapshot) for _p, _h, pk, snapshot in rows])
     households = []
-    for serial, (position, household_id, snapshot) in enumerate(rows, start=1):
+    for serial, (position, household_id, household_pk, _stored) in enumerate(rows, start=1):
+        snapshot = snapshots[household_pk]
         members = snapshot.get("members") or []
         head = next((m for m in members if m.get("relation_to_head") == HEAD), {})
         relation, relative = _father_or_husband(head)

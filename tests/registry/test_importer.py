@@ -16,7 +16,7 @@ from models.change_request import MemberMatchKey
 from models.codes import HOUSEHOLD_FIELD_NAMES, MEMBER_FIELD_NAMES
 from registry import importer, jobs
 from registry.access import AccessDenied
-from registry.households import snapshot_of
+from registry.households import list_versions, snapshot_of
 from registry.importer import ImportFileError, import_files
 from registry.synth import generate
 from registry.validation import validate_records
@@ -74,12 +74,13 @@ def synth_files(tmp_path_factory):
 
 
 def assert_snapshots_match(household_ids):
+    """Every imported household is at version 1, which reads as its current state."""
     from models import db
 
     for household in db.session.scalars(select(Household).where(Household.household_id.in_(household_ids))):
-        version = db.session.scalar(select(HouseholdVersion).where(HouseholdVersion.household_pk == household.id))
-        assert version.version_no == 1 == household.current_version
-        assert version.snapshot == snapshot_of(household), household.household_id
+        versions = list_versions(household)
+        assert [v.version_no for v in versions] == [1] == [household.current_version]
+        assert versions[0].snapshot == snapshot_of(household), household.household_id
 
 
 # --- the happy path --------------------------------------------------------------------------
@@ -227,6 +228,65 @@ def test_skip_invalid_imports_the_valid_households_and_reports_the_rest(db_sessi
         ("households.csv", "3", data[1][0]["household_id"], "rooms"),
         ("members.csv", "13", data[3][0]["household_id"], "sex"),
     ]
+
+
+@pytest.mark.parametrize("buckets", [1, 2, 3, 6])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_skip_invalid_keeps_the_first_row_of_a_repeated_national_id_in_file_order(
+    db_session, tmp_path, buckets, reverse
+):
+    """Whatever order the buckets are loaded in (PostgreSQL writes each bucket as it comes, and the
+    household that comes first in the file may come last), the first row of a national ID repeated
+    across households wins and every later one is rejected."""
+    data = good(6)
+    nid = data[0][1][0]["nid_number"]
+    data[2][1][0]["nid_number"] = nid
+    data[5][1][0]["nid_number"] = nid
+    if reverse:  # the same households and buckets, the other file order
+        data.reverse()
+    ids = [d[0]["household_id"] for d in data]
+    holders = [i for i, (_record, members) in enumerate(data) if any(m["nid_number"] == nid for m in members)]
+    report = tmp_path / "report.csv"
+    result = import_files(
+        *write_files(tmp_path, data), actor=None, skip_invalid=True, report_path=report, bucket_households=buckets
+    )
+    assert result.outcome == "imported"
+    assert result.households_imported == 4 and result.households_rejected == 2
+    registered = set(db_session.scalars(select(Household.household_id)))
+    assert registered & set(ids) == set(ids) - {ids[i] for i in holders[1:]}
+    assert db_session.scalar(select(Member.household_pk).where(Member.nid_number == nid)) == db_session.scalar(
+        select(Household.id).where(Household.household_id == ids[holders[0]])
+    )
+    rows = read_report(report)
+    assert sorted((r["household_id"], r["rule"]) for r in rows) == sorted(
+        (ids[i], importer.NID_DUPLICATE_RULE) for i in holders[1:]
+    )
+    assert result.members_imported == db_session.scalar(
+        select(func.count()).select_from(Member).join(Household).where(Household.household_id.in_(ids))
+    )
+    assert_snapshots_match(ids)
+
+
+def test_a_failure_mid_import_leaves_nothing_behind(db_session, synth_files, monkeypatch):
+    """Even a caller that commits after an unexpected error finds nothing of the import written."""
+    before = (count(Household), count(Member), count(HouseholdVersion))
+    calls = []
+    real = importer._validate_and_stage
+
+    def failing(load, *args, **kwargs):
+        def load_then_fail(res):
+            load(res)
+            calls.append(res.bucket)
+            if len(calls) == 2:
+                raise OSError("disk full")
+
+        load_then_fail.prepare = getattr(load, "prepare", None)
+        return real(load_then_fail, *args, **kwargs)
+
+    monkeypatch.setattr(importer, "_validate_and_stage", failing)
+    with pytest.raises(OSError, match="disk full"):
+        import_files(*synth_files, actor=None, bucket_households=10)
+    assert (count(Household), count(Member), count(HouseholdVersion)) == before
 
 
 # --- every rule, with a bad row -----------------------------------------------------------------
@@ -606,3 +666,69 @@ def test_very_long_reports_are_written_unsorted(db_session, tmp_path, monkeypatc
     assert result.rejected and result.issue_count == 2
     assert sorted((r["field"], r["row"]) for r in read_report(report)) == [("rooms", "2"), ("sex", "5")]
     assert {i["field"] for i in result.first_issues} == {"rooms", "sex"}
+
+
+# --- version 1 by reference ------------------------------------------------------------------
+
+
+def test_imported_version_1_keeps_its_state_when_the_household_changes(db_session, tmp_path):
+    """An import stores version 1 without a snapshot (the current tables hold it); the first change
+    stores it before applying, so history, as-of reads and diffs are the same as for any household."""
+    from registry.diff import diff_states
+    from registry.households import get_household, get_version, version_as_of, write_version
+
+    data = good(2)
+    result = import_files(*write_files(tmp_path, data), actor=None)
+    assert result.households_imported == 2
+    household = get_household(data[0][0]["household_id"])
+    stored = db_session.scalar(select(HouseholdVersion.snapshot).where(HouseholdVersion.household_pk == household.id))
+    assert stored is None
+    imported_state = snapshot_of(household)
+    imported_at = utcnow()
+
+    values = {**imported_state["household"], "rooms": imported_state["household"]["rooms"] + 1}
+    write_version(household, values, imported_state["members"][:-1], actor=None, source="test", reason="moved out")
+    db_session.flush()
+    db_session.expire_all()
+
+    household = get_household(data[0][0]["household_id"])
+    stored = db_session.scalar(
+        select(HouseholdVersion.snapshot).where(
+            HouseholdVersion.household_pk == household.id, HouseholdVersion.version_no == 1
+        )
+    )
+    assert stored == imported_state
+    assert get_version(household, 1).snapshot == imported_state
+    assert version_as_of(household, imported_at).snapshot == imported_state
+    assert get_version(household, 2).snapshot == snapshot_of(household) != imported_state
+    diff = diff_states(get_version(household, 1).snapshot, get_version(household, 2).snapshot)
+    assert diff["summary"]["members_removed"] == 1
+    # The other household still reads its version 1 from the current tables.
+    other = get_household(data[1][0]["household_id"])
+    assert get_version(other, 1).snapshot == snapshot_of(other)
+
+
+def test_only_a_version_1_may_leave_its_snapshot_to_the_current_tables(db_session, households):
+    from sqlalchemy.exc import IntegrityError
+
+    household = households.create()
+    db_session.add(HouseholdVersion(household_pk=household.id, version_no=2, source="test", snapshot=None))
+    with pytest.raises(IntegrityError):
+        db_session.flush()
+    db_session.rollback()
+
+
+def test_imported_snapshots_can_be_stored_on_demand(db_session, tmp_path):
+    from registry.households import get_household, store_imported_snapshots
+
+    data = good(3)
+    import_files(*write_files(tmp_path, data), actor=None)
+    ids = [d[0]["household_id"] for d in data]
+    assert store_imported_snapshots(ids[:2]) == 2
+    assert store_imported_snapshots(ids) == 1  # only the one still by reference
+    for household_id in ids:
+        household = get_household(household_id)
+        stored = db_session.scalar(
+            select(HouseholdVersion.snapshot).where(HouseholdVersion.household_pk == household.id)
+        )
+        assert stored == snapshot_of(household)
