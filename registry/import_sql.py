@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+import psycopg2.errors
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -256,6 +257,11 @@ class DirectLoad:
     sequence: str
     #: Inclusive ranges of the household ids this import allocated (ascending).
     ranges: list[list[int]]
+    #: Whether the registry held any household / any national ID when the import took its lock. When
+    #: not (the first load of a registry), nothing can be registered already and the per-bucket probes
+    #: are skipped: a household or ID registered by someone else meanwhile makes the COPY fail.
+    had_households: bool = True
+    had_nids: bool = True
 
     def execute(self, sql: str, params: dict | None = None):
         return self.conn.execute(sa.text(sql), params or {})
@@ -270,12 +276,17 @@ class DirectLoad:
                 f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)", io.StringIO(csv_text)
             )
             return cursor.rowcount
+        except psycopg2.errors.UniqueViolation as exc:
+            raise ConcurrentRegistration(
+                "a household or national ID of this file was registered by someone else during the import; "
+                f"nothing was imported: run the import again ({exc.diag.message_detail})"
+            ) from exc
         finally:
             cursor.close()
 
     def registered_households(self, household_ids: list[str]) -> set[str]:
         """Which of these registry ids are already registered (they are skipped, never overwritten)."""
-        if not household_ids:
+        if not household_ids or not self.had_households:
             return set()
         # Probed one by one like national IDs (see nid_holders): ``= ANY`` scanned the growing table.
         found = {
@@ -290,9 +301,10 @@ class DirectLoad:
             self.copy(self.skipped, ("household_id",), "".join(_csv_line(i) for i in found))
         return found
 
-    def nid_holders(self, nids: list[str]) -> list[tuple[str, int]]:
-        """``(nid, household_pk)`` of current members holding any of these national IDs (unique index)."""
-        if not nids:
+    def registry_nid_holders(self, nids: list[str]) -> list[tuple[str, int]]:
+        """``(nid, household_pk)`` of registry members (not of this import) holding any of these
+        national IDs (unique index)."""
+        if not nids or not self.had_nids:
             return []
         # One probe of the unique index per key, in key order (the LIMIT keeps the planner from turning
         # it into a join): with ``= ANY`` it picked a parallel scan of the growing table, which has no
@@ -302,7 +314,7 @@ class DirectLoad:
             "CROSS JOIN LATERAL (SELECT household_pk FROM members WHERE nid_number = k.nid LIMIT 1) m",
             {"nids": sorted(nids)},
         )
-        return [(nid, int(pk)) for nid, pk in rows]
+        return [(nid, int(pk)) for nid, pk in rows if not self.is_ours(int(pk))]
 
     def note_registered_nids(self, nids: Iterable[str]) -> None:
         self.copy(self.registered_nids, ("nid_number",), "".join(_csv_line(n) for n in set(nids)))
@@ -334,7 +346,9 @@ class DirectLoad:
         households = self.copy(
             "households", DIRECT_HOUSEHOLD_COLUMNS + _DIRECT_HOUSEHOLD_TAIL, "".join(household_lines)
         )
-        members = self.copy("members", ("household_pk", *MEMBER_COLUMNS), "".join(member_lines))
+        members = self.copy(
+            "members", ("household_pk", *MEMBER_COLUMNS), "\n".join(member_lines) + "\n" if member_lines else ""
+        )
         self.copy("household_versions", _VERSION_COLUMNS, "".join(version_lines))
         return households, members
 
@@ -397,13 +411,17 @@ class DirectLoad:
 
 def line_tails(*, now, actor_id: int | None, source: str, source_ref: str | None) -> tuple[str, str]:
     """The constant ends of the COPY lines: a household line is its data columns, its id and the
-    first; a version line is the household id and the second."""
+    first (the last field or fields of the line); a version line is the household id and the second."""
     stamp = now.isoformat()
     actor = "" if actor_id is None else str(actor_id)
     return (
-        f",active,1,{stamp},{stamp}\n",
+        f"active,1,{stamp},{stamp}\n",
         f",1,{stamp},{actor},{_csv_field(source)},{_csv_field(source_ref)}\n",
     )
+
+
+class ConcurrentRegistration(RuntimeError):
+    """Another user registered a household or national ID of the file while it was being imported."""
 
 
 def begin_direct_load(conn: Connection) -> DirectLoad:
@@ -420,6 +438,8 @@ def begin_direct_load(conn: Connection) -> DirectLoad:
     # Imports are serialised from here to commit: two imports of one file never both see a household as new.
     load.execute("SELECT pg_advisory_xact_lock(:key)", {"key": IMPORT_LOCK_KEY})
     load.execute("SET LOCAL work_mem = '256MB'")
+    load.had_households = load.execute("SELECT EXISTS (SELECT 1 FROM households)").scalar_one()
+    load.had_nids = load.execute("SELECT EXISTS (SELECT 1 FROM members WHERE nid_number IS NOT NULL)").scalar_one()
     load.execute(
         f"CREATE TEMPORARY TABLE {load.keys} (nid_number TEXT, src_row BIGINT, household_id TEXT, "
         f"nid_dup BOOLEAN NOT NULL) ON COMMIT DROP"

@@ -39,10 +39,12 @@ import contextlib
 import csv
 import datetime as dt
 import io
+import itertools
 import logging
 import multiprocessing
 import os
 import pickle
+import re
 import shutil
 import tempfile
 import time
@@ -99,6 +101,10 @@ class ImportFileError(ValueError):
     def __init__(self, message: str, field: str | None = None):
         super().__init__(message)
         self.field = field
+
+    def __reduce__(self):
+        # Raised in worker processes too: keep the field across pickling.
+        return type(self), (str(self), self.field)
 
 
 @dataclass
@@ -229,44 +235,152 @@ def _estimate_rows(info: CsvInfo) -> int:
     return max(1, int(info.size / (len(sample) / lines)) - 1)
 
 
-def _split(
-    info: CsvInfo, expected: tuple[str, ...], workdir: Path, buckets: int, progress: Progress
-) -> tuple[int, np.ndarray]:
-    """Stream a file into per-bucket pickles of raw string frames; return its data row count and
-    the rows of each bucket."""
+def _record_starts(path: Path, parts: int) -> tuple[list[int], list[int]]:
+    """Byte offsets that split a CSV file's data rows into up to ``parts`` ranges, and the line
+    number each range starts on. Every range starts at a record: after a line break with an even
+    number of quote characters before it (not inside a quoted value); the first one after the header."""
+    size = path.stat().st_size
+    targets = [0] + [size * k // parts for k in range(1, parts)]
+    starts: list[int] = []
+    lines: list[int] = []
+    quotes = newlines = offset = 0
+    block_size = 16 * 1024 * 1024
+    with open(path, "rb") as fh:
+        while targets and (block := fh.read(block_size)):
+            at = 0
+            while targets:
+                begin = max(at, targets[0] - offset)
+                if begin >= len(block):
+                    break
+                found = block.find(b"\n", begin)
+                if found < 0:
+                    break
+                if (quotes + block.count(b'"', 0, found)) % 2 == 0:
+                    starts.append(offset + found + 1)
+                    lines.append(1 + newlines + block.count(b"\n", 0, found + 1))
+                    targets.pop(0)
+                at = found + 1
+            quotes += block.count(b'"')
+            newlines += block.count(b"\n")
+            offset += len(block)
+    ends = [*starts[1:], size]
+    pairs = [(s, e, n) for s, e, n in zip(starts, ends, lines, strict=True) if e > s]
+    return [(s, e) for s, e, _ in pairs], [n for _s, _e, n in pairs]
+
+
+class _ByteRange(io.RawIOBase):
+    """``length`` bytes of an open binary file from its current position."""
+
+    def __init__(self, fh: BinaryIO, length: int):
+        self.fh, self.left = fh, length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.left <= 0:
+            return 0
+        count = self.fh.readinto(memoryview(buffer)[: min(len(buffer), self.left)])
+        self.left -= count
+        return count
+
+
+@dataclass
+class _ReadTask:
+    """One byte range of a file to split into bucket pickles (in a worker process for large files)."""
+
+    path: str
+    name: str
+    kind: str
+    columns: list[str]
+    expected: tuple[str, ...]
+    workdir: str
+    buckets: int
+    part: int
+    start: int
+    end: int
+    first_line: int
+
+
+def _read_part(task: _ReadTask) -> tuple[int, np.ndarray]:
+    """Split one range of a file into ``{kind}_{bucket}_{part}.pkl`` pickles of raw string frames
+    (``_row`` counts the range's data rows from 0); return its row count and rows per bucket."""
     rows = 0
-    per_bucket = np.zeros(buckets, dtype=np.int64)
-    estimate = _estimate_rows(info)
-    try:
-        reader = pd.read_csv(
-            info.path,
-            dtype=object,
-            keep_default_na=False,
-            na_filter=False,
-            encoding="utf-8-sig",
-            chunksize=READ_CHUNK_ROWS,
-            skip_blank_lines=True,
-        )
-        for chunk in reader:
-            chunk.columns = [str(c).strip() for c in chunk.columns]
-            chunk = chunk.loc[:, list(expected)]
-            chunk["_row"] = np.arange(rows + 2, rows + 2 + len(chunk))
-            rows += len(chunk)
-            if buckets == 1:
-                _append(workdir / f"{info.kind}_0.pkl", chunk)
-                per_bucket[0] += len(chunk)
-            else:
+    per_bucket = np.zeros(task.buckets, dtype=np.int64)
+    positions = [task.columns.index(c) for c in task.expected]
+    workdir = Path(task.workdir)
+    with open(task.path, "rb") as raw:
+        raw.seek(task.start)
+        stream = io.BufferedReader(_ByteRange(raw, task.end - task.start), buffer_size=1024 * 1024)
+        try:
+            reader = pd.read_csv(
+                stream,
+                header=None,
+                dtype=object,
+                keep_default_na=False,
+                na_filter=False,
+                encoding="utf-8",
+                chunksize=READ_CHUNK_ROWS,
+                skip_blank_lines=True,
+            )
+            for chunk in reader:
+                if chunk.shape[1] != len(task.columns):
+                    raise ImportFileError(
+                        f"{task.name} is not a well-formed CSV file: rows near line {task.first_line + rows} have "
+                        f"{chunk.shape[1]} fields, the header names {len(task.columns)}",
+                        task.kind,
+                    )
+                chunk = chunk.iloc[:, positions]
+                chunk.columns = list(task.expected)
+                chunk["_row"] = np.arange(rows, rows + len(chunk))
+                rows += len(chunk)
+                if task.buckets == 1:
+                    _append(workdir / f"{task.kind}_0_{task.part}.pkl", chunk)
+                    per_bucket[0] += len(chunk)
+                    continue
                 ids = chunk["household_id"].astype(str).str.strip()
-                bucket = pd.util.hash_pandas_object(ids, index=False).to_numpy() % buckets
+                bucket = pd.util.hash_pandas_object(ids, index=False).to_numpy() % task.buckets
                 for b, part in chunk.groupby(bucket, sort=False):
-                    _append(workdir / f"{info.kind}_{int(b)}.pkl", part)
+                    _append(workdir / f"{task.kind}_{int(b)}_{task.part}.pkl", part)
                     per_bucket[int(b)] += len(part)
-            # Progress in KiB of the file (pandas reads ahead, so this is approximate).
-            done_bytes = min(info.size, int(info.size * rows / max(rows, estimate)))
-            progress("read " + info.kind, done_bytes // 1024, info.size // 1024)
-    except pd.errors.ParserError as exc:
-        raise ImportFileError(f"{info.name} is not a well-formed CSV file: {exc}", info.kind) from None
+        except pd.errors.EmptyDataError:
+            pass
+        except pd.errors.ParserError as exc:
+            # pandas counts lines from the start of the range.
+            message = re.sub(r"line (\d+)", lambda m: f"line {task.first_line - 1 + int(m.group(1))}", str(exc))
+            raise ImportFileError(f"{task.name} is not a well-formed CSV file: {message}", task.kind) from None
     return rows, per_bucket
+
+
+@dataclass
+class _SplitFile:
+    """A file split into bucket pickles: its data rows, rows per bucket and the row number of each
+    range's first data row (row numbers count the header as row 1)."""
+
+    rows: int
+    per_bucket: np.ndarray
+    row_offsets: list[int]
+
+
+def _split(
+    info: CsvInfo, expected: tuple[str, ...], workdir: Path, buckets: int, progress: Progress, pool=None, parts=1
+) -> _SplitFile:
+    """Stream a file into per-bucket pickles of raw string frames, in ``parts`` byte ranges read by
+    the ``pool``'s processes when there is one."""
+    ranges, first_lines = _record_starts(info.path, parts if pool is not None else 1)
+    tasks = [
+        _ReadTask(str(info.path), info.name, info.kind, info.columns, expected, str(workdir), buckets, i, s, e, n)
+        for i, ((s, e), n) in enumerate(zip(ranges, first_lines, strict=True))
+    ]
+    progress("read " + info.kind, 0, info.size // 1024)
+    results = pool.map(_read_part, tasks) if pool is not None else [_read_part(t) for t in tasks]
+    progress("read " + info.kind, info.size // 1024, info.size // 1024)
+    offsets, rows = [], 0
+    for part_rows, _ in results:
+        offsets.append(rows + 2)
+        rows += part_rows
+    per_bucket = np.sum([b for _, b in results], axis=0) if results else np.zeros(buckets, dtype=np.int64)
+    return _SplitFile(rows, per_bucket, offsets)
 
 
 def _append(path: Path, frame: pd.DataFrame) -> None:
@@ -274,15 +388,21 @@ def _append(path: Path, frame: pd.DataFrame) -> None:
         pickle.dump(frame, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _load(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+def _load(workdir: Path, kind: str, bucket: int, row_offsets: list[int], columns: tuple[str, ...]) -> pd.DataFrame:
+    """A bucket's rows of one file, from every range, with their row numbers in the file."""
     frames = []
-    if path.exists():
+    for part, offset in enumerate(row_offsets):
+        path = workdir / f"{kind}_{bucket}_{part}.pkl"
+        if not path.exists():
+            continue
         with open(path, "rb") as fh:
             while True:
                 try:
-                    frames.append(pickle.load(fh))  # noqa: S301 - our own files in a private folder
+                    frame = pickle.load(fh)  # noqa: S301 - our own files in a private folder
                 except EOFError:
                     break
+                frame["_row"] += offset
+                frames.append(frame)
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in (*columns, "_row")})
     return pd.concat(frames, ignore_index=True)
@@ -300,6 +420,8 @@ class _BucketTask:
     dialect: str
     households_file: str
     members_file: str
+    household_row_offsets: list[int] = field(default_factory=list)
+    member_row_offsets: list[int] = field(default_factory=list)
     #: PostgreSQL: the new registry ids of the bucket's household rows (one per row, in order) and
     #: the constant ends of its COPY lines, so that the workers render the final rows.
     ids: np.ndarray | None = None
@@ -321,8 +443,8 @@ class _BucketResult:
 def _process_bucket(task: _BucketTask) -> _BucketResult:
     """Validate one bucket (households with all their members) and render its staging rows."""
     workdir = Path(task.workdir)
-    households = _load(workdir / f"households_{task.bucket}.pkl", HOUSEHOLD_FIELD_NAMES)
-    members = _load(workdir / f"members_{task.bucket}.pkl", MEMBER_FIELD_NAMES)
+    households = _load(workdir, "households", task.bucket, task.household_row_offsets, HOUSEHOLD_FIELD_NAMES)
+    members = _load(workdir, "members", task.bucket, task.member_row_offsets, MEMBER_FIELD_NAMES)
     result = validate_records(
         households,
         members,
@@ -380,7 +502,8 @@ class _DirectRows:
     household_ids: list[str]
     household_lines: list[str]
     version_lines: list[str]
-    #: Their members' COPY lines, and each one's household as an index into ``household_ids``.
+    #: Their members' COPY lines (without line breaks), and each one's household as an index into
+    #: ``household_ids``.
     member_lines: list[str]
     member_slots: np.ndarray
     #: ``(nid, household_id)`` of every member row with a national ID, and the same as COPY text
@@ -423,18 +546,18 @@ def _direct_rows(typed_h: pd.DataFrame, typed_m: pd.DataFrame, task: _BucketTask
     members, slot = members.iloc[order], slot[order].astype(np.int64)
     keys = typed_m.loc[typed_m["nid_number"].notna(), list(import_sql.NID_KEY_COLUMNS)]
     household_tail, version_tail = task.household_tail, task.version_tail
+    pk_texts = np.array(pks, dtype=object)
+    # Each line is one join over the columns, the ids and the constant ends included.
+    household_cells = [_texts(households[c]) for c in import_sql.DIRECT_HOUSEHOLD_COLUMNS]
+    member_cells = [_texts(members[c]) for c in import_sql.MEMBER_COLUMNS]
     return _DirectRows(
         all_household_ids=typed_h["household_id"].tolist(),
         household_ids=ids.tolist(),
-        household_lines=[
-            f"{line},{pk}{household_tail}"
-            for line, pk in zip(_csv_lines(households, import_sql.DIRECT_HOUSEHOLD_COLUMNS), pks, strict=True)
-        ],
+        household_lines=list(
+            map(",".join, zip(*household_cells, pk_texts, itertools.repeat(household_tail), strict=False))
+        ),
         version_lines=[pk + version_tail for pk in pks],
-        member_lines=[
-            f"{pks[s]},{line}\n"
-            for s, line in zip(slot.tolist(), _csv_lines(members, import_sql.MEMBER_COLUMNS), strict=True)
-        ],
+        member_lines=list(map(",".join, zip(pk_texts[slot], *member_cells, strict=True))),
         member_slots=slot,
         nid_pairs=list(zip(keys["nid_number"].tolist(), keys["household_id"].tolist(), strict=True)),
         nid_keys=_payload(keys, import_sql.NID_KEY_COLUMNS, "postgresql"),
@@ -553,14 +676,20 @@ def import_files(
     workdir = Path(tempfile.mkdtemp(prefix="socreg-import-"))
     counter: Counter[str] = Counter()
     issues_file = workdir / "issues.csv"
+    pool = None
     try:
         estimate = _estimate_rows(hh_info)
         buckets = max(1, -(-estimate // max(1, bucket_households)))
+        if workers is None:
+            workers = min(os.cpu_count() or 1, 4) if estimate >= PARALLEL_MIN_HOUSEHOLDS else 1
+        workers = max(1, min(workers, buckets))
+        if workers > 1:
+            # The same processes read the files (in byte ranges) and then validate the buckets.
+            pool = multiprocessing.get_context("spawn").Pool(workers)
         t = time.perf_counter()
-        result.households_in_file, households_per_bucket = _split(
-            hh_info, HOUSEHOLD_FIELD_NAMES, workdir, buckets, progress
-        )
-        result.members_in_file, _ = _split(m_info, MEMBER_FIELD_NAMES, workdir, buckets, progress)
+        hh_split = _split(hh_info, HOUSEHOLD_FIELD_NAMES, workdir, buckets, progress, pool, workers)
+        m_split = _split(m_info, MEMBER_FIELD_NAMES, workdir, buckets, progress, pool, workers)
+        result.households_in_file, result.members_in_file = hh_split.rows, m_split.rows
         phases["read"] = time.perf_counter() - t
 
         conn = db.session.connection()
@@ -576,14 +705,14 @@ def import_files(
                     conn.dialect.name,
                     workdir,
                     buckets,
-                    households_per_bucket,
+                    (hh_split, m_split),
                     scope,
                     hh_info,
                     m_info,
                     writer,
                     counter,
                     progress,
-                    workers,
+                    (pool, workers),
                     result.households_in_file,
                 )
                 phases["validate"] = time.perf_counter() - t - stats["stage"]
@@ -635,6 +764,9 @@ def import_files(
             result.first_issues, written = _finish_report(issues_file, report_path, result.issue_count)
             result.report_path = written
     finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
         shutil.rmtree(workdir, ignore_errors=True)
     result.phases = {k: round(v, 2) for k, v in phases.items()}
     result.duration_s = round(time.perf_counter() - started, 2)
@@ -703,6 +835,8 @@ class _DirectImport:
         self.doomed = False
         self.households = self.members = self.already_registered = self.importable = 0
         self.held_path = workdir / "held.pkl"
+        #: National IDs written so far (the members table's, without a probe per key).
+        self.written_nids: set[str] = set()
 
     def __call__(self, res: _BucketResult) -> None:
         rows: _DirectRows = res.household_payload
@@ -712,21 +846,12 @@ class _DirectImport:
         self.already_registered += len(registered)
         pairs = [p for p in rows.nid_pairs if p[1] not in registered] if registered else rows.nid_pairs
         blocked: set[str] = set()
-        held: set[str] = set()
-        if hits := dict(load.nid_holders([nid for nid, _ in pairs])):
-            registry_nids = []
-            for nid, household_id in pairs:
-                holder = hits.get(nid)
-                if holder is None:
-                    continue
-                if load.is_ours(holder):
-                    held.add(household_id)
-                else:
-                    blocked.add(household_id)
-                    registry_nids.append(nid)
-            if registry_nids:
-                load.note_registered_nids(registry_nids)
-        held -= blocked
+        if hits := dict(load.registry_nid_holders([nid for nid, _ in pairs])):
+            blocked = {household_id for nid, household_id in pairs if nid in hits}
+            load.note_registered_nids(hits)
+        # An ID already written by this import (an earlier bucket): wait for the ranking at the end.
+        written = self.written_nids
+        held = {household_id for nid, household_id in pairs if nid in written} - blocked
         importable = set(rows.household_ids) - registered - blocked - held
         self.importable += len(importable) + len(held & set(rows.household_ids))
         if (res.issues or blocked or held) and not self.skip_invalid:
@@ -737,6 +862,7 @@ class _DirectImport:
             with open(self.held_path, "ab") as fh:
                 pickle.dump(rows.subset(held), fh, protocol=pickle.HIGHEST_PROTOCOL)
         self._write(rows if len(importable) == len(rows.household_ids) else rows.subset(importable))
+        self.written_nids.update(nid for nid, household_id in pairs if household_id in importable)
 
     def prepare(self, task: _BucketTask, household_rows: int) -> None:
         """Give a bucket's household rows their registry ids before it is validated."""
@@ -809,14 +935,14 @@ def _validate_and_stage(
     dialect,
     workdir,
     buckets,
-    households_per_bucket,
+    splits,
     scope,
     hh_info,
     m_info,
     writer,
     counter,
     progress,
-    workers,
+    pool_and_workers,
     households,
 ) -> dict:
     """Validate every bucket (in worker processes for large files) and hand each result to
@@ -824,19 +950,29 @@ def _validate_and_stage(
     completes each task before it is dispatched. Returns the time spent loading and the member
     rows that matched a household."""
     union_types = dict(db.session.execute(select(Area.code, Area.area_type).where(Area.level == "union")).all())
+    hh_split, m_split = splits
+    pool, workers = pool_and_workers
     tasks = [
-        _BucketTask(str(workdir), b, union_types, scope, dialect, hh_info.name, m_info.name) for b in range(buckets)
+        _BucketTask(
+            str(workdir),
+            b,
+            union_types,
+            scope,
+            dialect,
+            hh_info.name,
+            m_info.name,
+            hh_split.row_offsets,
+            m_split.row_offsets,
+        )
+        for b in range(buckets)
     ]
-    if workers is None:
-        workers = min(os.cpu_count() or 1, 4) if households >= PARALLEL_MIN_HOUSEHOLDS else 1
-    workers = max(1, min(workers, buckets))
     stats = {"stage": 0.0, "matched_members": 0}
     done = 0
 
     prepare = getattr(load, "prepare", None) or (lambda task, rows: None)
 
     def dispatch(task: _BucketTask) -> _BucketTask:
-        prepare(task, int(households_per_bucket[task.bucket]))
+        prepare(task, int(hh_split.per_bucket[task.bucket]))
         return task
 
     def consume(res: _BucketResult) -> None:
@@ -850,26 +986,25 @@ def _validate_and_stage(
         done += res.households
         progress("validate", done, households)
 
-    if workers == 1:
+    if pool is None:
         for task in tasks:
             consume(_process_bucket(dispatch(task)))
     else:
-        # Worker processes validate while this process streams finished buckets into staging.
+        # Worker processes validate while this process streams finished buckets into the database.
         # At most RESULTS_IN_FLIGHT_PER_WORKER buckets per worker are queued or finished but not
-        # yet staged: ``imap`` would let finished buckets pile up in memory whenever staging is
+        # yet loaded: ``imap`` would let finished buckets pile up in memory whenever loading is
         # slower than validating.
         window = workers * RESULTS_IN_FLIGHT_PER_WORKER
         queue: deque = deque()
         remaining = iter(tasks)
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for task in islice(remaining, window):
+        for task in islice(remaining, window):
+            queue.append(pool.apply_async(_process_bucket, (dispatch(task),)))
+        while queue:
+            res = queue.popleft().get()
+            task = next(remaining, None)
+            if task is not None:
                 queue.append(pool.apply_async(_process_bucket, (dispatch(task),)))
-            while queue:
-                res = queue.popleft().get()
-                task = next(remaining, None)
-                if task is not None:
-                    queue.append(pool.apply_async(_process_bucket, (dispatch(task),)))
-                consume(res)
+            consume(res)
     return stats
 
 

@@ -204,13 +204,21 @@ def generate(
 
     counts = {"households": 0, "members": 0, "survey_households": 0, "survey_members": 0}
     counts["households"], counts["members"] = _write_files(
-        out_dir / _HOUSEHOLD_FILE, out_dir / _MEMBER_FILE, HOUSEHOLD_FIELD_NAMES,
-        _blocks(geo, ids, seed, _REGISTRY_STREAM, households), blocks_per_chunk, report,
+        out_dir / _HOUSEHOLD_FILE,
+        out_dir / _MEMBER_FILE,
+        HOUSEHOLD_FIELD_NAMES,
+        _blocks(geo, ids, seed, _REGISTRY_STREAM, households),
+        blocks_per_chunk,
+        report,
     )
     if survey_households is not None:
         counts["survey_households"], counts["survey_members"] = _write_files(
-            out_dir / _SURVEY_FILE, out_dir / _SURVEY_MEMBER_FILE, HOUSEHOLD_FIELD_NAMES + SURVEY_EXTRA_FIELDS,
-            _blocks(geo, ids, seed, _SURVEY_STREAM, survey_households), blocks_per_chunk, report,
+            out_dir / _SURVEY_FILE,
+            out_dir / _SURVEY_MEMBER_FILE,
+            HOUSEHOLD_FIELD_NAMES + SURVEY_EXTRA_FIELDS,
+            _blocks(geo, ids, seed, _SURVEY_STREAM, survey_households),
+            blocks_per_chunk,
+            report,
         )
     return counts
 
@@ -241,8 +249,10 @@ def true_features(households: dict[str, np.ndarray], members: dict[str, np.ndarr
 
     dwelling, electricity, area = h("dwelling_structure"), h("electricity"), h("area_type")
     fuel, income = h("cooking_fuel"), h("main_income_source")
-    division = np.asarray(households["division"]) if "division" in households else _division_index(
-        np.asarray(households["union_code"])
+    division = (
+        np.asarray(households["division"])
+        if "division" in households
+        else _division_index(np.asarray(households["union_code"]))
     )
     x = {
         "log_household_size": np.log(size),
@@ -355,82 +365,243 @@ def _geography() -> _Geography:
 # names: small lists of common Bangladeshi names, (English, Bangla)
 
 _MUSLIM_MALE = (
-    ("Rahim", "রহিম"), ("Karim", "করিম"), ("Jamal", "জামাল"), ("Kamal", "কামাল"), ("Rafiq", "রফিক"),
-    ("Shafiq", "শফিক"), ("Habib", "হাবিব"), ("Jahangir", "জাহাঙ্গীর"), ("Alamgir", "আলমগীর"),
-    ("Mizanur", "মিজানুর"), ("Mostafa", "মোস্তফা"), ("Nurul", "নুরুল"), ("Anwar", "আনোয়ার"), ("Babul", "বাবুল"),
-    ("Selim", "সেলিম"), ("Shahidul", "শহিদুল"), ("Aminul", "আমিনুল"), ("Rashid", "রশিদ"), ("Faruk", "ফারুক"),
-    ("Harun", "হারুন"), ("Sohel", "সোহেল"), ("Rubel", "রুবেল"), ("Imran", "ইমরান"), ("Hasan", "হাসান"),
-    ("Mamun", "মামুন"), ("Liton", "লিটন"), ("Shamim", "শামীম"), ("Saiful", "সাইফুল"), ("Monir", "মনির"),
-    ("Abul", "আবুল"), ("Delwar", "দেলোয়ার"), ("Ariful", "আরিফুল"), ("Nazrul", "নজরুল"), ("Rakib", "রাকিব"),
-    ("Sabbir", "সাব্বির"), ("Tanvir", "তানভীর"), ("Yusuf", "ইউসুফ"), ("Jashim", "জসিম"), ("Alauddin", "আলাউদ্দিন"),
+    ("Rahim", "রহিম"),
+    ("Karim", "করিম"),
+    ("Jamal", "জামাল"),
+    ("Kamal", "কামাল"),
+    ("Rafiq", "রফিক"),
+    ("Shafiq", "শফিক"),
+    ("Habib", "হাবিব"),
+    ("Jahangir", "জাহাঙ্গীর"),
+    ("Alamgir", "আলমগীর"),
+    ("Mizanur", "মিজানুর"),
+    ("Mostafa", "মোস্তফা"),
+    ("Nurul", "নুরুল"),
+    ("Anwar", "আনোয়ার"),
+    ("Babul", "বাবুল"),
+    ("Selim", "সেলিম"),
+    ("Shahidul", "শহিদুল"),
+    ("Aminul", "আমিনুল"),
+    ("Rashid", "রশিদ"),
+    ("Faruk", "ফারুক"),
+    ("Harun", "হারুন"),
+    ("Sohel", "সোহেল"),
+    ("Rubel", "রুবেল"),
+    ("Imran", "ইমরান"),
+    ("Hasan", "হাসান"),
+    ("Mamun", "মামুন"),
+    ("Liton", "লিটন"),
+    ("Shamim", "শামীম"),
+    ("Saiful", "সাইফুল"),
+    ("Monir", "মনির"),
+    ("Abul", "আবুল"),
+    ("Delwar", "দেলোয়ার"),
+    ("Ariful", "আরিফুল"),
+    ("Nazrul", "নজরুল"),
+    ("Rakib", "রাকিব"),
+    ("Sabbir", "সাব্বির"),
+    ("Tanvir", "তানভীর"),
+    ("Yusuf", "ইউসুফ"),
+    ("Jashim", "জসিম"),
+    ("Alauddin", "আলাউদ্দিন"),
 )
 _MUSLIM_FEMALE = (
-    ("Fatema", "ফাতেমা"), ("Ayesha", "আয়েশা"), ("Rahima", "রহিমা"), ("Karima", "করিমা"), ("Hasina", "হাসিনা"),
-    ("Nasrin", "নাসরিন"), ("Shirin", "শিরিন"), ("Rokeya", "রোকেয়া"), ("Salma", "সালমা"), ("Nazma", "নাজমা"),
-    ("Jesmin", "জেসমিন"), ("Shahnaz", "শাহনাজ"), ("Rina", "রিনা"), ("Morjina", "মর্জিনা"), ("Jahanara", "জাহানারা"),
-    ("Sufia", "সুফিয়া"), ("Amena", "আমেনা"), ("Khadija", "খাদিজা"), ("Parvin", "পারভীন"), ("Taslima", "তাসলিমা"),
-    ("Rupa", "রুপা"), ("Mousumi", "মৌসুমী"), ("Sumaiya", "সুমাইয়া"), ("Tania", "তানিয়া"), ("Sharmin", "শারমিন"),
-    ("Nusrat", "নুসরাত"), ("Shapla", "শাপলা"), ("Bilkis", "বিলকিস"), ("Halima", "হালিমা"), ("Kulsum", "কুলসুম"),
-    ("Rehana", "রেহানা"), ("Sathi", "সাথী"), ("Mim", "মীম"), ("Asma", "আসমা"), ("Rabeya", "রাবেয়া"),
+    ("Fatema", "ফাতেমা"),
+    ("Ayesha", "আয়েশা"),
+    ("Rahima", "রহিমা"),
+    ("Karima", "করিমা"),
+    ("Hasina", "হাসিনা"),
+    ("Nasrin", "নাসরিন"),
+    ("Shirin", "শিরিন"),
+    ("Rokeya", "রোকেয়া"),
+    ("Salma", "সালমা"),
+    ("Nazma", "নাজমা"),
+    ("Jesmin", "জেসমিন"),
+    ("Shahnaz", "শাহনাজ"),
+    ("Rina", "রিনা"),
+    ("Morjina", "মর্জিনা"),
+    ("Jahanara", "জাহানারা"),
+    ("Sufia", "সুফিয়া"),
+    ("Amena", "আমেনা"),
+    ("Khadija", "খাদিজা"),
+    ("Parvin", "পারভীন"),
+    ("Taslima", "তাসলিমা"),
+    ("Rupa", "রুপা"),
+    ("Mousumi", "মৌসুমী"),
+    ("Sumaiya", "সুমাইয়া"),
+    ("Tania", "তানিয়া"),
+    ("Sharmin", "শারমিন"),
+    ("Nusrat", "নুসরাত"),
+    ("Shapla", "শাপলা"),
+    ("Bilkis", "বিলকিস"),
+    ("Halima", "হালিমা"),
+    ("Kulsum", "কুলসুম"),
+    ("Rehana", "রেহানা"),
+    ("Sathi", "সাথী"),
+    ("Mim", "মীম"),
+    ("Asma", "আসমা"),
+    ("Rabeya", "রাবেয়া"),
 )
 _MUSLIM_SURNAME_MALE = (
-    ("Hossain", "হোসেন"), ("Rahman", "রহমান"), ("Islam", "ইসলাম"), ("Uddin", "উদ্দিন"), ("Ahmed", "আহমেদ"),
-    ("Ali", "আলী"), ("Mia", "মিয়া"), ("Khan", "খান"), ("Sheikh", "শেখ"), ("Sarkar", "সরকার"), ("Mondal", "মন্ডল"),
-    ("Howlader", "হাওলাদার"), ("Talukder", "তালুকদার"), ("Chowdhury", "চৌধুরী"), ("Molla", "মোল্লা"),
-    ("Bhuiyan", "ভূঁইয়া"), ("Sikder", "সিকদার"), ("Kazi", "কাজী"), ("Pramanik", "প্রামানিক"),
+    ("Hossain", "হোসেন"),
+    ("Rahman", "রহমান"),
+    ("Islam", "ইসলাম"),
+    ("Uddin", "উদ্দিন"),
+    ("Ahmed", "আহমেদ"),
+    ("Ali", "আলী"),
+    ("Mia", "মিয়া"),
+    ("Khan", "খান"),
+    ("Sheikh", "শেখ"),
+    ("Sarkar", "সরকার"),
+    ("Mondal", "মন্ডল"),
+    ("Howlader", "হাওলাদার"),
+    ("Talukder", "তালুকদার"),
+    ("Chowdhury", "চৌধুরী"),
+    ("Molla", "মোল্লা"),
+    ("Bhuiyan", "ভূঁইয়া"),
+    ("Sikder", "সিকদার"),
+    ("Kazi", "কাজী"),
+    ("Pramanik", "প্রামানিক"),
 )
 _MUSLIM_SURNAME_FEMALE = (
-    ("Akter", "আক্তার"), ("Begum", "বেগম"), ("Khatun", "খাতুন"), ("Sultana", "সুলতানা"), ("Bibi", "বিবি"),
-    ("Khanam", "খানম"), ("Islam", "ইসলাম"), ("Rahman", "রহমান"),
+    ("Akter", "আক্তার"),
+    ("Begum", "বেগম"),
+    ("Khatun", "খাতুন"),
+    ("Sultana", "সুলতানা"),
+    ("Bibi", "বিবি"),
+    ("Khanam", "খানম"),
+    ("Islam", "ইসলাম"),
+    ("Rahman", "রহমান"),
 )
 _HINDU_MALE = (
-    ("Ratan", "রতন"), ("Gopal", "গোপাল"), ("Shyamal", "শ্যামল"), ("Prodip", "প্রদীপ"), ("Subrata", "সুব্রত"),
-    ("Nikhil", "নিখিল"), ("Bimal", "বিমল"), ("Tapan", "তপন"), ("Sujon", "সুজন"), ("Ashok", "অশোক"),
-    ("Krishna", "কৃষ্ণ"), ("Nitai", "নিতাই"), ("Haripada", "হরিপদ"), ("Sanjoy", "সঞ্জয়"), ("Uttam", "উত্তম"),
-    ("Dipak", "দীপক"), ("Biplob", "বিপ্লব"), ("Pankaj", "পঙ্কজ"), ("Sukumar", "সুকুমার"), ("Amit", "অমিত"),
+    ("Ratan", "রতন"),
+    ("Gopal", "গোপাল"),
+    ("Shyamal", "শ্যামল"),
+    ("Prodip", "প্রদীপ"),
+    ("Subrata", "সুব্রত"),
+    ("Nikhil", "নিখিল"),
+    ("Bimal", "বিমল"),
+    ("Tapan", "তপন"),
+    ("Sujon", "সুজন"),
+    ("Ashok", "অশোক"),
+    ("Krishna", "কৃষ্ণ"),
+    ("Nitai", "নিতাই"),
+    ("Haripada", "হরিপদ"),
+    ("Sanjoy", "সঞ্জয়"),
+    ("Uttam", "উত্তম"),
+    ("Dipak", "দীপক"),
+    ("Biplob", "বিপ্লব"),
+    ("Pankaj", "পঙ্কজ"),
+    ("Sukumar", "সুকুমার"),
+    ("Amit", "অমিত"),
 )
 _HINDU_FEMALE = (
-    ("Rita", "রীতা"), ("Shikha", "শিখা"), ("Anjali", "অঞ্জলি"), ("Mala", "মালা"), ("Lakshmi", "লক্ষ্মী"),
-    ("Sabita", "সবিতা"), ("Puja", "পূজা"), ("Mitu", "মিতু"), ("Kakoli", "কাকলী"), ("Durga", "দুর্গা"),
-    ("Sumitra", "সুমিত্রা"), ("Gita", "গীতা"), ("Chandana", "চন্দনা"), ("Parboti", "পার্বতী"), ("Shila", "শীলা"),
-    ("Bithi", "বীথি"), ("Tumpa", "টুম্পা"), ("Jharna", "ঝর্ণা"),
+    ("Rita", "রীতা"),
+    ("Shikha", "শিখা"),
+    ("Anjali", "অঞ্জলি"),
+    ("Mala", "মালা"),
+    ("Lakshmi", "লক্ষ্মী"),
+    ("Sabita", "সবিতা"),
+    ("Puja", "পূজা"),
+    ("Mitu", "মিতু"),
+    ("Kakoli", "কাকলী"),
+    ("Durga", "দুর্গা"),
+    ("Sumitra", "সুমিত্রা"),
+    ("Gita", "গীতা"),
+    ("Chandana", "চন্দনা"),
+    ("Parboti", "পার্বতী"),
+    ("Shila", "শীলা"),
+    ("Bithi", "বীথি"),
+    ("Tumpa", "টুম্পা"),
+    ("Jharna", "ঝর্ণা"),
 )
 _HINDU_SURNAME = (
-    ("Das", "দাস"), ("Roy", "রায়"), ("Saha", "সাহা"), ("Ghosh", "ঘোষ"), ("Dey", "দে"), ("Paul", "পাল"),
-    ("Sarker", "সরকার"), ("Biswas", "বিশ্বাস"), ("Mondal", "মন্ডল"), ("Barman", "বর্মন"),
-    ("Chakraborty", "চক্রবর্তী"), ("Sil", "শীল"), ("Karmakar", "কর্মকার"), ("Debnath", "দেবনাথ"),
-    ("Majumder", "মজুমদার"), ("Bhowmik", "ভৌমিক"),
+    ("Das", "দাস"),
+    ("Roy", "রায়"),
+    ("Saha", "সাহা"),
+    ("Ghosh", "ঘোষ"),
+    ("Dey", "দে"),
+    ("Paul", "পাল"),
+    ("Sarker", "সরকার"),
+    ("Biswas", "বিশ্বাস"),
+    ("Mondal", "মন্ডল"),
+    ("Barman", "বর্মন"),
+    ("Chakraborty", "চক্রবর্তী"),
+    ("Sil", "শীল"),
+    ("Karmakar", "কর্মকার"),
+    ("Debnath", "দেবনাথ"),
+    ("Majumder", "মজুমদার"),
+    ("Bhowmik", "ভৌমিক"),
 )
 _CHRISTIAN_MALE = (
-    ("Peter", "পিটার"), ("John", "জন"), ("Joseph", "যোসেফ"), ("Robin", "রবিন"), ("Michael", "মাইকেল"),
-    ("Paul", "পল"), ("Anthony", "অ্যান্থনি"), ("Thomas", "টমাস"),
+    ("Peter", "পিটার"),
+    ("John", "জন"),
+    ("Joseph", "যোসেফ"),
+    ("Robin", "রবিন"),
+    ("Michael", "মাইকেল"),
+    ("Paul", "পল"),
+    ("Anthony", "অ্যান্থনি"),
+    ("Thomas", "টমাস"),
 )
 _CHRISTIAN_FEMALE = (
-    ("Mary", "মেরি"), ("Rita", "রীতা"), ("Anita", "অনিতা"), ("Monica", "মনিকা"), ("Shefali", "শেফালী"),
-    ("Margaret", "মার্গারেট"), ("Agnes", "অ্যাগনেস"), ("Lucy", "লুসি"),
+    ("Mary", "মেরি"),
+    ("Rita", "রীতা"),
+    ("Anita", "অনিতা"),
+    ("Monica", "মনিকা"),
+    ("Shefali", "শেফালী"),
+    ("Margaret", "মার্গারেট"),
+    ("Agnes", "অ্যাগনেস"),
+    ("Lucy", "লুসি"),
 )
 _CHRISTIAN_SURNAME = (
-    ("Gomes", "গোমেজ"), ("D'Costa", "ডি'কস্টা"), ("Rozario", "রোজারিও"), ("Gonsalves", "গনসালভেস"),
-    ("Halder", "হালদার"), ("Baroi", "বাড়ৈ"), ("Corraya", "কোড়াইয়া"),
+    ("Gomes", "গোমেজ"),
+    ("D'Costa", "ডি'কস্টা"),
+    ("Rozario", "রোজারিও"),
+    ("Gonsalves", "গনসালভেস"),
+    ("Halder", "হালদার"),
+    ("Baroi", "বাড়ৈ"),
+    ("Corraya", "কোড়াইয়া"),
 )
 _BUDDHIST_MALE = (
-    ("Sumon", "সুমন"), ("Jyotish", "জ্যোতিষ"), ("Prodip", "প্রদীপ"), ("Ratan", "রতন"), ("Dipankar", "দীপংকর"),
-    ("Ananda", "আনন্দ"), ("Bodhipal", "বোধিপাল"),
+    ("Sumon", "সুমন"),
+    ("Jyotish", "জ্যোতিষ"),
+    ("Prodip", "প্রদীপ"),
+    ("Ratan", "রতন"),
+    ("Dipankar", "দীপংকর"),
+    ("Ananda", "আনন্দ"),
+    ("Bodhipal", "বোধিপাল"),
 )
 _BUDDHIST_FEMALE = (
-    ("Shanti", "শান্তি"), ("Mitali", "মিতালী"), ("Rupa", "রুপা"), ("Sonali", "সোনালী"), ("Dipa", "দীপা"),
+    ("Shanti", "শান্তি"),
+    ("Mitali", "মিতালী"),
+    ("Rupa", "রুপা"),
+    ("Sonali", "সোনালী"),
+    ("Dipa", "দীপা"),
     ("Keya", "কেয়া"),
 )
 _CHAKMA_MALE = (
-    ("Bijoy", "বিজয়"), ("Arun", "অরুণ"), ("Mithun", "মিঠুন"), ("Subhash", "সুভাষ"), ("Nirmal", "নির্মল"),
-    ("Jyotirmoy", "জ্যোতির্ময়"), ("Ananta", "অনন্ত"), ("Pulak", "পুলক"),
+    ("Bijoy", "বিজয়"),
+    ("Arun", "অরুণ"),
+    ("Mithun", "মিঠুন"),
+    ("Subhash", "সুভাষ"),
+    ("Nirmal", "নির্মল"),
+    ("Jyotirmoy", "জ্যোতির্ময়"),
+    ("Ananta", "অনন্ত"),
+    ("Pulak", "পুলক"),
 )
 _CHAKMA_FEMALE = (
-    ("Kalpana", "কল্পনা"), ("Nirupa", "নিরুপা"), ("Shanti", "শান্তি"), ("Sonali", "সোনালী"), ("Mitali", "মিতালী"),
+    ("Kalpana", "কল্পনা"),
+    ("Nirupa", "নিরুপা"),
+    ("Shanti", "শান্তি"),
+    ("Sonali", "সোনালী"),
+    ("Mitali", "মিতালী"),
     ("Jharna", "ঝর্ণা"),
 )
 _MARMA_MALE = (
-    ("Aung Thowai", "অং থোয়াই"), ("Mong Sing", "মং সিং"), ("Ching Hla", "চিং হ্লা"), ("Thowai Ching", "থোয়াই চিং"),
+    ("Aung Thowai", "অং থোয়াই"),
+    ("Mong Sing", "মং সিং"),
+    ("Ching Hla", "চিং হ্লা"),
+    ("Thowai Ching", "থোয়াই চিং"),
     ("Uching", "উচিং"),
 )
 _MARMA_FEMALE = (("Mra Ching", "ম্রা চিং"), ("Nu Ching", "নু চিং"), ("Ma Nu", "মা নু"), ("Mya Sing", "ম্যা সিং"))
@@ -453,18 +624,52 @@ _POOL_SPECS = (
     (_MUSLIM_MALE, _MUSLIM_FEMALE, _MUSLIM_SURNAME_MALE, _MUSLIM_SURNAME_FEMALE, _MD, _MST, None),
     (_HINDU_MALE, _HINDU_FEMALE, _HINDU_SURNAME, _HINDU_SURNAME, None, None, _RANI),
     (_CHRISTIAN_MALE, _CHRISTIAN_FEMALE, _CHRISTIAN_SURNAME, _CHRISTIAN_SURNAME, None, None, None),
-    (_BUDDHIST_MALE, _BUDDHIST_FEMALE, (("Barua", "বড়ুয়া"), ("Mutsuddi", "মুৎসুদ্দী")), (("Barua", "বড়ুয়া"),), None,
-     None, None),
+    (
+        _BUDDHIST_MALE,
+        _BUDDHIST_FEMALE,
+        (("Barua", "বড়ুয়া"), ("Mutsuddi", "মুৎসুদ্দী")),
+        (("Barua", "বড়ুয়া"),),
+        None,
+        None,
+        None,
+    ),
     (_CHAKMA_MALE, _CHAKMA_FEMALE, (("Chakma", "চাকমা"),), (("Chakma", "চাকমা"),), None, None, None),
     (_MARMA_MALE, _MARMA_FEMALE, (("Marma", "মারমা"),), (("Marma", "মারমা"),), None, None, None),
     (_TRIPURA_MALE, _TRIPURA_FEMALE, (("Tripura", "ত্রিপুরা"),), (("Tripura", "ত্রিপুরা"),), None, None, None),
-    (_GARO_MALE, _GARO_FEMALE, (("Sangma", "সাংমা"), ("Marak", "মারাক"), ("Chisim", "চিসিম")),
-     (("Sangma", "সাংমা"), ("Marak", "মারাক"), ("Chisim", "চিসিম")), None, None, None),
-    (_SANTAL_MALE, _SANTAL_FEMALE, (("Murmu", "মুর্মু"), ("Hembram", "হেমব্রম"), ("Soren", "সরেন"), ("Tudu", "টুডু"),
-     ("Hansda", "হাঁসদা"), ("Kisku", "কিস্কু")), (("Murmu", "মুর্মু"), ("Hembram", "হেমব্রম"), ("Soren", "সরেন"),
-     ("Tudu", "টুডু")), None, None, None),
-    (_OTHER_IND_MALE, _OTHER_IND_FEMALE, (("Hajong", "হাজং"), ("Oraon", "ওঁরাও"), ("Sinha", "সিনহা"),
-     ("Rakhaine", "রাখাইন")), (("Hajong", "হাজং"), ("Oraon", "ওঁরাও"), ("Sinha", "সিনহা")), None, None, None),
+    (
+        _GARO_MALE,
+        _GARO_FEMALE,
+        (("Sangma", "সাংমা"), ("Marak", "মারাক"), ("Chisim", "চিসিম")),
+        (("Sangma", "সাংমা"), ("Marak", "মারাক"), ("Chisim", "চিসিম")),
+        None,
+        None,
+        None,
+    ),
+    (
+        _SANTAL_MALE,
+        _SANTAL_FEMALE,
+        (
+            ("Murmu", "মুর্মু"),
+            ("Hembram", "হেমব্রম"),
+            ("Soren", "সরেন"),
+            ("Tudu", "টুডু"),
+            ("Hansda", "হাঁসদা"),
+            ("Kisku", "কিস্কু"),
+        ),
+        (("Murmu", "মুর্মু"), ("Hembram", "হেমব্রম"), ("Soren", "সরেন"), ("Tudu", "টুডু")),
+        None,
+        None,
+        None,
+    ),
+    (
+        _OTHER_IND_MALE,
+        _OTHER_IND_FEMALE,
+        (("Hajong", "হাজং"), ("Oraon", "ওঁরাও"), ("Sinha", "সিনহা"), ("Rakhaine", "রাখাইন")),
+        (("Hajong", "হাজং"), ("Oraon", "ওঁরাও"), ("Sinha", "সিনহা")),
+        None,
+        None,
+        None,
+    ),
 )
 _POOL_MUSLIM, _POOL_HINDU, _POOL_CHRISTIAN, _POOL_BUDDHIST = 0, 1, 2, 3
 #: Name pool of each indigenous ethnicity code (2 Chakma ... 7 other indigenous group).
@@ -503,15 +708,58 @@ def _name_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 
 _RURAL_PLACES = (
-    "Uttar Para", "Dakshin Para", "Purba Para", "Paschim Para", "Madhya Para", "Kazi Para", "Molla Para",
-    "Mia Bari", "Char Para", "Notun Para", "Haji Para", "Sarkar Para", "Mondal Para", "Bepari Para", "Khan Bari",
-    "Bazar Para", "Boro Gram", "Choto Gram", "Fakir Para", "Kumar Para", "Jele Para", "Purba Gram", "Paschim Gram",
-    "Char Kalikapur", "Noyapara", "Kandi Para", "Bil Para", "Talukdar Bari", "Majhi Para", "Bagan Para",
+    "Uttar Para",
+    "Dakshin Para",
+    "Purba Para",
+    "Paschim Para",
+    "Madhya Para",
+    "Kazi Para",
+    "Molla Para",
+    "Mia Bari",
+    "Char Para",
+    "Notun Para",
+    "Haji Para",
+    "Sarkar Para",
+    "Mondal Para",
+    "Bepari Para",
+    "Khan Bari",
+    "Bazar Para",
+    "Boro Gram",
+    "Choto Gram",
+    "Fakir Para",
+    "Kumar Para",
+    "Jele Para",
+    "Purba Gram",
+    "Paschim Gram",
+    "Char Kalikapur",
+    "Noyapara",
+    "Kandi Para",
+    "Bil Para",
+    "Talukdar Bari",
+    "Majhi Para",
+    "Bagan Para",
 )
 _URBAN_PLACES = (
-    "Station Road", "College Para", "Court Para", "Masjid Para", "Hospital Road", "Bazar Road", "Thana Para",
-    "Kalibari Road", "Natun Bazar", "Puran Bazar", "School Road", "Launch Ghat", "Bus Stand Para", "Mill Para",
-    "Housing Estate", "Sadar Road", "Paurashava Road", "Rail Colony", "Bank Colony", "Kachari Para",
+    "Station Road",
+    "College Para",
+    "Court Para",
+    "Masjid Para",
+    "Hospital Road",
+    "Bazar Road",
+    "Thana Para",
+    "Kalibari Road",
+    "Natun Bazar",
+    "Puran Bazar",
+    "School Road",
+    "Launch Ghat",
+    "Bus Stand Para",
+    "Mill Para",
+    "Housing Estate",
+    "Sadar Road",
+    "Paurashava Road",
+    "Rail Colony",
+    "Bank Colony",
+    "Kachari Para",
 )
 
 
@@ -792,8 +1040,9 @@ def _generate_block(
     dwelling_cat = _ordered(rng, 1.1 * w + 0.9 * urban + 0.9 * city, (-3.1, 1.3, 2.9))
     dwelling = np.array([4, 3, 2, 1])[dwelling_cat]
     wall, roof, floor = _materials(rng, dwelling, w)
-    rooms = np.clip(1 + rng.poisson(np.clip(0.7 + 0.45 * w + 0.12 * (size - 4) + 0.6 * (dwelling <= 2), 0.05, None)),
-                    1, 20)
+    rooms = np.clip(
+        1 + rng.poisson(np.clip(0.7 + 0.45 * w + 0.12 * (size - 4) + 0.6 * (dwelling <= 2), 0.05, None)), 1, 20
+    )
     tenure_probs = np.array([[0.0] * 4, [0.87, 0.03, 0.09, 0.01], [0.64, 0.28, 0.07, 0.01], [0.36, 0.57, 0.06, 0.01]])
     tenure = np.array([1, 2, 3, 9])[_pick(rng, tenure_probs[area])]
     # The poorest rural families often live rent-free on someone else's (or government khas) land.
@@ -808,9 +1057,18 @@ def _generate_block(
     electricity = np.where(grid, 1, np.where(solar, 2, 3))
     piped = _bern(rng, np.select([city, urban], [0.8 + 0.5 * w, -1.0 + 0.5 * w], -3.8 + 0.5 * w))
     coastal = np.isin(division, (_KHULNA, _BARISAL))
-    other_water = _pick(rng, np.column_stack([
-        np.full(n, 0.90), 0.03 + 0.05 * coastal + 0.02 * (w < -1), 0.01 + 0.04 * coastal, np.full(n, 0.02),
-    ]) / (0.96 + 0.09 * coastal + 0.02 * (w < -1))[:, None])
+    other_water = _pick(
+        rng,
+        np.column_stack(
+            [
+                np.full(n, 0.90),
+                0.03 + 0.05 * coastal + 0.02 * (w < -1),
+                0.01 + 0.04 * coastal,
+                np.full(n, 0.02),
+            ]
+        )
+        / (0.96 + 0.09 * coastal + 0.02 * (w < -1))[:, None],
+    )
     water = np.where(piped, 1, np.array([2, 3, 4, 9])[other_water])
     gas = _bern(rng, np.select([city, urban], [1.9 + 0.8 * w, -0.6 + 0.8 * w], -2.8 + 0.9 * w))
     other_fuel = _pick_fixed(rng, n, [1, 2, 4, 9], [0.93, 0.03, 0.02, 0.02])
@@ -827,29 +1085,36 @@ def _generate_block(
     has_land = _bern(rng, np.where(urban, -2.3 + 0.5 * w, 0.0 + 1.0 * w))
     cultivable = np.where(
         has_land,
-        np.round(np.minimum(np.exp(np.log(np.where(urban, 20.0, 45.0)) + 0.5 * w + 0.9 * rng.standard_normal(n)),
-                            5000) * 4) * 25,
+        np.round(
+            np.minimum(np.exp(np.log(np.where(urban, 20.0, 45.0)) + 0.5 * w + 0.9 * rng.standard_normal(n)), 5000) * 4
+        )
+        * 25,
         0,
     ).astype(np.int64)
     cultivable_dec = cultivable / 100.0
-    cattle = np.where(_bern(rng, -0.7 + 0.3 * w + 1.2 * (cultivable > 0) - 2.5 * urban), 1 + rng.poisson(
-        1.0 + 0.5 * np.maximum(w, 0)), 0)
+    cattle = np.where(
+        _bern(rng, -0.7 + 0.3 * w + 1.2 * (cultivable > 0) - 2.5 * urban),
+        1 + rng.poisson(1.0 + 0.5 * np.maximum(w, 0)),
+        0,
+    )
     goats = np.where(_bern(rng, -1.2 - 0.2 * w - 2.0 * urban), 1 + rng.poisson(1.5, n), 0)
     poultry = np.where(_bern(rng, 0.4 - 2.5 * urban), 2 + rng.poisson(6.0, n), 0)
 
     # ---- main income source (multinomial logit on welfare, land, education, remittances, age)
     edu_high = (head_edu >= 11).astype(float)
     land_big = (cultivable_dec >= 50).astype(float)
-    logits = np.column_stack([
-        np.where(urban, -3.5, -0.6 + 1.8 * (cultivable_dec >= 20) + 0.2 * w),  # 1 own agriculture
-        np.where(urban, -2.5 - 1.0 * w, 0.4 - 1.0 * w - 1.5 * land_big),  # 2 agricultural wage
-        np.where(urban, 0.8 - 0.4 * w, 0.1 - 0.3 * w),  # 3 non-agricultural wage
-        np.where(urban, 0.2 + 0.2 * w, -0.6 + 0.3 * w),  # 4 business
-        np.where(urban, -0.4 + 0.6 * w, -1.7 + 0.7 * w) + 1.2 * edu_high,  # 5 salaried
-        np.where(remittance, 1.0 + 1.5 * head_female, -np.inf),  # 6 remittance
-        -4.0 + 2.5 * (head_age >= 70) + 1.0 * head_female - 0.5 * w,  # 7 transfers
-        np.full(n, -2.8),  # 9 other
-    ])
+    logits = np.column_stack(
+        [
+            np.where(urban, -3.5, -0.6 + 1.8 * (cultivable_dec >= 20) + 0.2 * w),  # 1 own agriculture
+            np.where(urban, -2.5 - 1.0 * w, 0.4 - 1.0 * w - 1.5 * land_big),  # 2 agricultural wage
+            np.where(urban, 0.8 - 0.4 * w, 0.1 - 0.3 * w),  # 3 non-agricultural wage
+            np.where(urban, 0.2 + 0.2 * w, -0.6 + 0.3 * w),  # 4 business
+            np.where(urban, -0.4 + 0.6 * w, -1.7 + 0.7 * w) + 1.2 * edu_high,  # 5 salaried
+            np.where(remittance, 1.0 + 1.5 * head_female, -np.inf),  # 6 remittance
+            -4.0 + 2.5 * (head_age >= 70) + 1.0 * head_female - 0.5 * w,  # 7 transfers
+            np.full(n, -2.8),  # 9 other
+        ]
+    )
     income = np.array([1, 2, 3, 4, 5, 6, 7, 9])[_argmax_logits(rng, logits)]
 
     # ---- occupations, consistent with age, enrolment, sex and the household's income source
@@ -861,9 +1126,11 @@ def _generate_block(
     head_infant = _group_any(infant & (rel == 3), starts)
     grand_infant = _group_any(infant & (rel == 5), starts)
     mother_of_children = np.where(head_female[hh], rel == 1, rel == 2)
-    lactating = women & (
-        (mother_of_children & head_infant[hh]) | ((rel == 4) & grand_infant[hh])
-    ) & (rng.random(n_members) < 0.85)
+    lactating = (
+        women
+        & ((mother_of_children & head_infant[hh]) | ((rel == 4) & grand_infant[hh]))
+        & (rng.random(n_members) < 0.85)
+    )
     pregnant = women & (marital == 2) & _bern(rng, -2.8 - 0.06 * (age - 25))
     pregnant_or_lactating = lactating | pregnant
 
@@ -941,13 +1208,19 @@ def _generate_block(
     days = _period_days(SURVEY_INTERVIEW_PERIOD if survey else REGISTRY_INTERVIEW_PERIOD)
     interview = days[rng.integers(0, len(days), n)]
     consent = rng.random(n) < 0.985
-    place_names = np.where(urban, np.array(_URBAN_PLACES, dtype=object)[rng.integers(0, len(_URBAN_PLACES), n)],
-                           np.array(_RURAL_PLACES, dtype=object)[rng.integers(0, len(_RURAL_PLACES), n)])
+    place_names = np.where(
+        urban,
+        np.array(_URBAN_PLACES, dtype=object)[rng.integers(0, len(_URBAN_PLACES), n)],
+        np.array(_RURAL_PLACES, dtype=object)[rng.integers(0, len(_RURAL_PLACES), n)],
+    )
     holding = rng.integers(1, 400, n)
-    address = [f"Holding {h}, {v}, {pl}" for h, v, pl in zip(holding.tolist(), place_names.tolist(),
-                                                             geo.place[union].tolist(), strict=True)]
-    enumerator = np.strings.add(np.strings.add("ENU-", union_code),
-                                np.strings.add("-", rng.integers(1, 6, n).astype("<U1")))
+    address = [
+        f"Holding {h}, {v}, {pl}"
+        for h, v, pl in zip(holding.tolist(), place_names.tolist(), geo.place[union].tolist(), strict=True)
+    ]
+    enumerator = np.strings.add(
+        np.strings.add("ENU-", union_code), np.strings.add("-", rng.integers(1, 6, n).astype("<U1"))
+    )
 
     households = {
         "household_id": household_id.tolist(),
@@ -987,14 +1260,32 @@ def _generate_block(
 
     if survey:
         numeric = {
-            "area_type": area, "dwelling_structure": dwelling, "floor_material": floor, "rooms": rooms,
-            "electricity": electricity, "toilet_type": toilet, "cooking_fuel": fuel, "water_source": water,
-            **{f"asset_{a}": assets[a] for a in ASSETS}, "land_cultivable_decimal": cultivable_dec,
-            "cattle": cattle, "remittance_received": remittance, "bank_or_mfs_account": bank,
-            "main_income_source": income, "division": division,
+            "area_type": area,
+            "dwelling_structure": dwelling,
+            "floor_material": floor,
+            "rooms": rooms,
+            "electricity": electricity,
+            "toilet_type": toilet,
+            "cooking_fuel": fuel,
+            "water_source": water,
+            **{f"asset_{a}": assets[a] for a in ASSETS},
+            "land_cultivable_decimal": cultivable_dec,
+            "cattle": cattle,
+            "remittance_received": remittance,
+            "bank_or_mfs_account": bank,
+            "main_income_source": income,
+            "division": division,
         }
-        x = true_features(numeric, {"household_index": hh, "age_years": age, "relation_to_head": rel, "sex": sex,
-                                    "education_level": education})
+        x = true_features(
+            numeric,
+            {
+                "household_index": hh,
+                "age_years": age,
+                "relation_to_head": rel,
+                "sex": sex,
+                "education_level": education,
+            },
+        )
         log_c = true_log_consumption_mean(x) + NOISE_SD * rng.standard_normal(n)
         consumption = np.round(np.exp(log_c) * 100).astype(np.int64)
         # Weight = households represented: the inverse of the (relative) selection probability, with a little
@@ -1004,8 +1295,22 @@ def _generate_block(
         households["consumption_pc"] = _text_hundredths(consumption)
         households["weight"] = _text_hundredths(weight.astype(np.int64))
 
-    members = _member_columns(rng, ids, m, first_index, household_id, union_code, religion, ethnicity, interview,
-                              education, enrolled, occupation, disability, pregnant_or_lactating)
+    members = _member_columns(
+        rng,
+        ids,
+        m,
+        first_index,
+        household_id,
+        union_code,
+        religion,
+        ethnicity,
+        interview,
+        education,
+        enrolled,
+        occupation,
+        disability,
+        pregnant_or_lactating,
+    )
     return _Block(households, members)
 
 
@@ -1031,8 +1336,13 @@ def _religion_ethnicity(
     buddhist = np.where(division == _CHITTAGONG, 0.012, 0.0005)
     probs = np.column_stack([1 - hindu - buddhist - 0.004, hindu, buddhist, np.full(n, 0.003), np.full(n, 0.001)])
     by_group = {
-        2: (0, 0, 0.95, 0.05, 0), 3: (0, 0, 0.97, 0.03, 0), 4: (0, 0.7, 0, 0.3, 0), 5: (0, 0, 0, 0.9, 0.1),
-        6: (0, 0.3, 0, 0.4, 0.3), 7: (0, 0.5, 0.25, 0.25, 0), 9: (1, 0, 0, 0, 0),
+        2: (0, 0, 0.95, 0.05, 0),
+        3: (0, 0, 0.97, 0.03, 0),
+        4: (0, 0.7, 0, 0.3, 0),
+        5: (0, 0, 0, 0.9, 0.1),
+        6: (0, 0.3, 0, 0.4, 0.3),
+        7: (0, 0.5, 0.25, 0.25, 0),
+        9: (1, 0, 0, 0, 0),
     }
     for code, row in by_group.items():
         probs[ethnicity == code] = row
@@ -1097,11 +1407,14 @@ def _compose_members(
     )
     head_age = np.clip(np.floor(head_age), 18, 95).astype(np.int64)
     single = rng.random(n) < (
-        0.005 + 0.04 * (head_age >= 65) + 0.02 * (head_female & ~remittance)
+        0.005
+        + 0.04 * (head_age >= 65)
+        + 0.02 * (head_female & ~remittance)
         + 0.03 * (urban & ~head_female & (head_age < 35))
     )
-    spouse_p = np.where(head_female, np.where(remittance, 0.0, 0.05), np.select(
-        [head_age < 25, head_age < 70], [0.75, 0.94], 0.72))
+    spouse_p = np.where(
+        head_female, np.where(remittance, 0.0, 0.05), np.select([head_age < 25, head_age < 70], [0.75, 0.94], 0.72)
+    )
     has_spouse = ~single & (rng.random(n) < spouse_p)
     gap = 1 + np.floor(rng.gamma(2.0, 3.0, n)).astype(np.int64)
     spouse_age = np.where(head_female, np.minimum(head_age + gap, 100), np.maximum(head_age - gap, 16))
@@ -1115,8 +1428,9 @@ def _compose_members(
     n_planned = np.where(childless, 0, np.minimum(1 + rng.poisson(fertility - 1), 8))
     c_hh, c_age = _births(rng, hh_index, mother_age, n_planned)
     c_female = rng.random(len(c_hh)) < 0.49
-    leave = np.where(c_female, np.clip(0.15 + 0.12 * (c_age - 16), 0, 0.97) * (c_age >= 16),
-                     np.clip(0.03 * (c_age - 20), 0, 0.8))
+    leave = np.where(
+        c_female, np.clip(0.15 + 0.12 * (c_age - 16), 0, 0.97) * (c_age >= 16), np.clip(0.03 * (c_age - 20), 0, 0.8)
+    )
     stay = rng.random(len(c_hh)) >= leave
     c_hh, c_age, c_female = c_hh[stay], c_age[stay], c_female[stay]
     n_child = np.bincount(c_hh, minlength=n)
@@ -1152,8 +1466,11 @@ def _compose_members(
     s_age = np.maximum(head_age[s_hh] + rng.integers(-14, 3, len(s_hh)), 1)
     o_hh = hh_index[~single & (rng.random(n) < 0.09)]
     o_kind = _pick_fixed(rng, len(o_hh), [0, 1, 2], [0.5, 0.3, 0.2])
-    o_age = np.select([o_kind == 0, o_kind == 1], [rng.integers(3, 18, len(o_hh)), rng.integers(18, 36, len(o_hh))],
-                      rng.integers(60, 86, len(o_hh)))
+    o_age = np.select(
+        [o_kind == 0, o_kind == 1],
+        [rng.integers(3, 18, len(o_hh)), rng.integers(18, 36, len(o_hh))],
+        rng.integers(60, 86, len(o_hh)),
+    )
     x_hh = hh_index[~single & _bern(rng, -4.0 + 0.7 * w + 0.6 * urban)]
     x_age = rng.integers(14, 56, len(x_hh))
 
@@ -1169,9 +1486,17 @@ def _compose_members(
     )
 
     c_marital = np.where(
-        c_married_son, 2,
-        np.where(c_age < 18, 1, np.where(c_female, _pick_fixed(rng, len(c_hh), [1, 3, 4, 5], [0.85, 0.05, 0.05, 0.05]),
-                                         _pick_fixed(rng, len(c_hh), [1, 2], [0.97, 0.03]))),
+        c_married_son,
+        2,
+        np.where(
+            c_age < 18,
+            1,
+            np.where(
+                c_female,
+                _pick_fixed(rng, len(c_hh), [1, 3, 4, 5], [0.85, 0.05, 0.05, 0.05]),
+                _pick_fixed(rng, len(c_hh), [1, 2], [0.97, 0.03]),
+            ),
+        ),
     )
     s_female = rng.random(len(s_hh)) < 0.5
     o_female = rng.random(len(o_hh)) < 0.55
@@ -1274,20 +1599,23 @@ def _occupations(
     age, sex, rel, hh = m.age, m.sex, m.relation, m.hh
     k = len(age)
     mw, mu, land = w[hh], urban[hh], cultivable_dec[hh]
-    logits = np.column_stack([
-        np.where(mu, -4.0, -0.5 + 1.5 * (land >= 20)) - 1.0 * (sex == 2),  # 1 farmer
-        np.where(mu, -3.0, 0.0 - 0.8 * mw),  # 2 agricultural labourer
-        0.2 - 0.3 * mw + 0.4 * mu,  # 3 non-agricultural labourer
-        -0.8 + 0.3 * mw + 0.3 * mu,  # 4 business
-        -1.2 + 0.6 * mw + 0.5 * mu + 1.2 * (education >= 11),  # 5 service
-        -1.8 + 0.5 * (age < 25),  # 8 unemployed
-        np.full(k, -2.5),  # 10 other
-    ])
+    logits = np.column_stack(
+        [
+            np.where(mu, -4.0, -0.5 + 1.5 * (land >= 20)) - 1.0 * (sex == 2),  # 1 farmer
+            np.where(mu, -3.0, 0.0 - 0.8 * mw),  # 2 agricultural labourer
+            0.2 - 0.3 * mw + 0.4 * mu,  # 3 non-agricultural labourer
+            -0.8 + 0.3 * mw + 0.3 * mu,  # 4 business
+            -1.2 + 0.6 * mw + 0.5 * mu + 1.2 * (education >= 11),  # 5 service
+            -1.8 + 0.5 * (age < 25),  # 8 unemployed
+            np.full(k, -2.5),  # 10 other
+        ]
+    )
     working = np.array([1, 2, 3, 4, 5, 8, 10])[_argmax_logits(rng, logits)]
     adult_female = np.where(rng.random(k) < _logistic(1.4 + 0.2 * mw), 6, working)
     other_adult = np.where(sex == 2, adult_female, working)
-    other_adult = np.where((age >= 65) & (rng.random(k) < np.where(sex == 2, 0.3, 0.5)), np.where(sex == 2, 6, 9),
-                           other_adult)
+    other_adult = np.where(
+        (age >= 65) & (rng.random(k) < np.where(sex == 2, 0.3, 0.5)), np.where(sex == 2, 6, 9), other_adult
+    )
     other_adult = np.where((age >= 75) & (rng.random(k) < 0.5), 9, other_adult)
     other_adult = np.where(rel == 9, np.where(rng.random(k) < 0.6, 10, 3), other_adult)
     head_income = income[hh]
@@ -1346,8 +1674,11 @@ def _member_columns(
     pool = np.where(
         ethnic_pool[ethnicity] >= 0,
         ethnic_pool[ethnicity],
-        np.select([religion == 2, religion == 3, religion == 4, religion == 9],
-                  [_POOL_HINDU, _POOL_BUDDHIST, _POOL_CHRISTIAN, _POOL_HINDU], _POOL_MUSLIM),
+        np.select(
+            [religion == 2, religion == 3, religion == 4, religion == 9],
+            [_POOL_HINDU, _POOL_BUDDHIST, _POOL_CHRISTIAN, _POOL_HINDU],
+            _POOL_MUSLIM,
+        ),
     )
     mpool = pool[hh]
     own = np.where(sex == 1, 0, np.where(sex == 2, 1, rng.integers(0, 2, k)))

@@ -11,7 +11,7 @@ from flask.cli import with_appcontext
 from tqdm import tqdm
 
 from models import db
-from registry import importer, users
+from registry import import_sql, importer, users
 from registry.access import AccessDenied
 
 #: How many issues the terminal summary lists (the report has them all).
@@ -96,7 +96,7 @@ def import_command(households_path, members_path, skip_invalid, report_path, use
             progress=bars,
             workers=workers,
         )
-    except (importer.ImportFileError, AccessDenied) as exc:
+    except (importer.ImportFileError, AccessDenied, import_sql.ConcurrentRegistration) as exc:
         db.session.rollback()
         bars.close()
         raise click.ClickException(str(getattr(exc, "reason", exc))) from None

@@ -185,6 +185,55 @@ def test_worker_processes_give_the_same_result(db_session, synth_files):
     assert result.outcome == "imported" and result.households_imported == 40
 
 
+def test_files_are_split_for_reading_only_between_records(tmp_path):
+    """Large files are read in byte ranges by several processes: a range never starts inside a
+    quoted value, even one holding line breaks, and knows the line it starts on."""
+    path = tmp_path / "f.csv"
+    rows = [
+        "a,b",
+        *[f"{i},plain" for i in range(5)],
+        '5,"first line\nsecond, line\nthird"',
+        *[f"{i},x" for i in range(6, 12)],
+    ]
+    path.write_bytes("\n".join(rows).encode() + b"\n")
+    text = path.read_bytes()
+    for parts in (1, 2, 3, 5, 8):
+        ranges, lines = importer._record_starts(path, parts)
+        assert ranges[0][0] == len(b"a,b\n") and ranges[-1][1] == len(text)
+        for (start, _end), line in zip(ranges, lines, strict=True):
+            assert text[:start].count(b'"') % 2 == 0 and text[start - 1 : start] == b"\n"
+            assert line == text[:start].count(b"\n") + 1
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+
+
+def test_reading_in_parallel_keeps_row_numbers_and_multiline_values(db_session, tmp_path):
+    """Two processes read the files; a value with line breaks and commas stays whole and every
+    report row number is still the line in the file."""
+    data = good(30)
+    for i, (record, members) in enumerate(data):
+        record["address"] = f'বাড়ি {i},\nগ্রাম, "উত্তর" পাড়া'
+        members[0]["name_bn"] = f"রহিম, {i}"
+    data[20][1][1]["sex"] = 7
+    hh_path, m_path = write_files(tmp_path, data)
+    single = import_files(hh_path, m_path, actor=None, workers=1, report_path=tmp_path / "one.csv")
+    parallel = import_files(
+        hh_path, m_path, actor=None, workers=2, bucket_households=4, report_path=tmp_path / "two.csv"
+    )
+    assert single.outcome == parallel.outcome == "rejected"
+    assert read_report(tmp_path / "one.csv") == read_report(tmp_path / "two.csv")
+    [issue] = read_report(tmp_path / "two.csv")
+    lines = m_path.read_text(encoding="utf-8").split("\n")
+    assert lines[int(issue["row"]) - 1].startswith(data[20][0]["household_id"])
+
+    data[20][1][1]["sex"] = 2
+    hh_path, m_path = write_files(tmp_path, data)
+    result = import_files(hh_path, m_path, actor=None, workers=2, bucket_households=4)
+    assert result.households_imported == 30
+    household = db_session.scalar(select(Household).where(Household.household_id == data[7][0]["household_id"]))
+    assert household.address == data[7][0]["address"]
+    assert household.members[0].name_bn == "রহিম, 7"
+
+
 # --- all or nothing ---------------------------------------------------------------------------
 
 
@@ -455,6 +504,14 @@ def test_file_problems_get_one_clear_message(db_session, tmp_path):
     latin.write_bytes(text.encode("latin-1"))
     with pytest.raises(ImportFileError, match="latin1.csv is not UTF-8 text: byte 0xE4 on line 2"):
         import_files(latin, m_path, actor=None)
+
+    ragged = tmp_path / "ragged.csv"
+    extra_field = hh_path.read_text(encoding="utf-8").splitlines()[-1] + ",surplus"
+    ragged.write_text(hh_path.read_text(encoding="utf-8") + extra_field + "\n", encoding="utf-8")
+    for workers in (1, 2):
+        with pytest.raises(ImportFileError, match="ragged.csv is not a well-formed CSV file.*line 4") as error:
+            import_files(ragged, m_path, actor=None, workers=workers, bucket_households=1)
+        assert error.value.field == "households"
 
     other_hh, other_members = write_files(tmp_path / "other", good(2))
     with pytest.raises(ImportFileError, match="none of its 6 rows belongs to a household in households.csv"):
@@ -732,3 +789,32 @@ def test_imported_snapshots_can_be_stored_on_demand(db_session, tmp_path):
             select(HouseholdVersion.snapshot).where(HouseholdVersion.household_pk == household.id)
         )
         assert stored == snapshot_of(household)
+
+
+def test_first_load_skips_registry_probes_and_a_concurrent_registration_fails_cleanly(
+    db_session, postgres_only, tmp_path, households, monkeypatch
+):
+    """Into an empty registry nothing can be registered already, so the import does not probe the
+    registry per bucket; if someone registers one of the file's national IDs meanwhile, the COPY
+    refuses it and the import fails whole, saying to run it again (which then reports the ID)."""
+    from registry import import_sql
+
+    existing = households.create()
+    data = good(3)
+    data[2][1][0]["nid_number"] = existing.members[0].nid_number
+    before = (count(Household), count(Member), count(HouseholdVersion))
+    real = import_sql.begin_direct_load
+
+    def as_if_empty(conn):
+        load = real(conn)
+        load.had_households = load.had_nids = False  # as if the registry was empty at the start
+        return load
+
+    monkeypatch.setattr(import_sql, "begin_direct_load", as_if_empty)
+    with pytest.raises(import_sql.ConcurrentRegistration, match="run the import again"):
+        import_files(*write_files(tmp_path, data), actor=None)
+    assert (count(Household), count(Member), count(HouseholdVersion)) == before
+
+    monkeypatch.setattr(import_sql, "begin_direct_load", real)
+    result = import_files(*write_files(tmp_path, data), actor=None)
+    assert result.outcome == "rejected" and result.issues_by_rule == {f"nid_number: {importer.NID_REGISTERED_RULE}": 1}
