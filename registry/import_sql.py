@@ -301,10 +301,10 @@ class DirectLoad:
             self.copy(self.skipped, ("household_id",), "".join(_csv_line(i) for i in found))
         return found
 
-    def registry_nid_holders(self, nids: list[str]) -> list[tuple[str, int]]:
-        """``(nid, household_pk)`` of registry members (not of this import) holding any of these
-        national IDs (unique index)."""
-        if not nids or not self.had_nids:
+    def nid_holders(self, nids: list[str]) -> list[tuple[str, int]]:
+        """``(nid, household_pk)`` of the members holding any of these national IDs (unique index):
+        registry members, or this import's (see :meth:`is_ours`)."""
+        if not nids:
             return []
         # One probe of the unique index per key, in key order (the LIMIT keeps the planner from turning
         # it into a join): with ``= ANY`` it picked a parallel scan of the growing table, which has no
@@ -314,7 +314,7 @@ class DirectLoad:
             "CROSS JOIN LATERAL (SELECT household_pk FROM members WHERE nid_number = k.nid LIMIT 1) m",
             {"nids": sorted(nids)},
         )
-        return [(nid, int(pk)) for nid, pk in rows if not self.is_ours(int(pk))]
+        return [(nid, int(pk)) for nid, pk in rows]
 
     def note_registered_nids(self, nids: Iterable[str]) -> None:
         self.copy(self.registered_nids, ("nid_number",), "".join(_csv_line(n) for n in set(nids)))
