@@ -214,13 +214,13 @@ def _as_csv_text(frame: pd.DataFrame) -> pd.DataFrame:
 def test_random_odd_cells_give_the_same_issues_and_values_alone_and_in_bulk(seed, as_text):
     """A household validated alone (a change request: few rows) gets exactly the issues and
     typed values it gets inside a bucket of many (an import: whole-column pandas work)."""
-    records = _spoiled_households(seed, 30)
+    records = _spoiled_households(seed, 70)
     frames = [records_from_dicts(r, m) for r, m in records]
     if as_text:
         frames = [(_as_csv_text(h), _as_csv_text(m)) for h, m in frames]
     hh = pd.concat([f[0] for f in frames], ignore_index=True)
     mem = pd.concat([f[1] for f in frames], ignore_index=True)
-    assert len(mem) > SMALL_FRAME_ROWS
+    assert len(hh) > SMALL_FRAME_ROWS and len(mem) > SMALL_FRAME_ROWS  # both frames take the bulk path
     together = validate_records(hh, mem, union_area_types=UNIONS)
 
     alone, member_offset = [], 0
