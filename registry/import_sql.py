@@ -416,7 +416,7 @@ def line_tails(*, now, actor_id: int | None, source: str, source_ref: str | None
     actor = "" if actor_id is None else str(actor_id)
     return (
         f"active,1,{stamp},{stamp}\n",
-        f",1,{stamp},{actor},{_csv_field(source)},{_csv_field(source_ref)}\n",
+        f",1,{stamp},{actor},{csv_cell(source)},{csv_cell(source_ref)}\n",
     )
 
 
@@ -450,11 +450,15 @@ def begin_direct_load(conn: Connection) -> DirectLoad:
     return load
 
 
-def _csv_field(value: str | None) -> str:
+def csv_cell(value: str | None) -> str:
+    """A text as a cell of COPY's CSV: empty (NULL) for None, quoted where CSV needs it (an empty
+    text is quoted so that it stays a text)."""
     if value is None:
         return ""
-    return '"' + value.replace('"', '""') + '"'
+    if not value or "," in value or '"' in value or "\n" in value or "\r" in value:
+        return '"' + value.replace('"', '""') + '"'
+    return value
 
 
 def _csv_line(value: str) -> str:
-    return _csv_field(value) + "\n"
+    return csv_cell(value) + "\n"

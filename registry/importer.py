@@ -48,10 +48,10 @@ import re
 import shutil
 import tempfile
 import time
+import warnings
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
 
@@ -266,6 +266,9 @@ def _record_starts(path: Path, parts: int) -> tuple[list[int], list[int]]:
             quotes += block.count(b'"')
             newlines += block.count(b"\n")
             offset += len(block)
+    if not starts:
+        # No line feed at all (old Mac files end lines with CR alone): one range, header included.
+        return [(0, size)], [1]
     ends = [*starts[1:], size]
     pairs = [(s, e, n) for s, e, n in zip(starts, ends, lines, strict=True) if e > s]
     return [(s, e) for s, e, _ in pairs], [n for _s, _e, n in pairs]
@@ -307,40 +310,39 @@ class _ReadTask:
 
 def _read_part(task: _ReadTask) -> tuple[int, np.ndarray]:
     """Split one range of a file into ``{kind}_{bucket}_{part}.pkl`` pickles of raw string frames
-    (``_row`` counts the range's data rows from 0); return its row count and rows per bucket."""
+    (``_row`` counts the range's data rows from 0); return its row count and rows per bucket.
+    Short rows are padded with empty cells (validation names what is missing); a row with more
+    fields than the header makes the file malformed."""
     rows = 0
     per_bucket = np.zeros(task.buckets, dtype=np.int64)
     positions = [task.columns.index(c) for c in task.expected]
     workdir = Path(task.workdir)
-    with open(task.path, "rb") as raw:
+    with open(task.path, "rb") as raw, warnings.catch_warnings():
+        # pandas only warns (and drops the cells) when the first row of a range is the long one:
+        # that row is checked here, and pandas' warning about short rows (padded) is not needed.
+        warnings.simplefilter("ignore", pd.errors.ParserWarning)
+        _check_first_row(raw, task)
         raw.seek(task.start)
         stream = io.BufferedReader(_ByteRange(raw, task.end - task.start), buffer_size=1024 * 1024)
         try:
             reader = pd.read_csv(
                 stream,
                 header=None,
+                names=list(range(len(task.columns))),
+                index_col=False,
+                skiprows=1 if task.start == 0 else None,  # the header, when the range starts with it
                 dtype=object,
                 keep_default_na=False,
                 na_filter=False,
-                encoding="utf-8",
+                encoding="utf-8-sig",
                 chunksize=READ_CHUNK_ROWS,
                 skip_blank_lines=True,
             )
             for chunk in reader:
-                if chunk.shape[1] != len(task.columns):
-                    raise ImportFileError(
-                        f"{task.name} is not a well-formed CSV file: rows near line {task.first_line + rows} have "
-                        f"{chunk.shape[1]} fields, the header names {len(task.columns)}",
-                        task.kind,
-                    )
                 chunk = chunk.iloc[:, positions]
                 chunk.columns = list(task.expected)
                 chunk["_row"] = np.arange(rows, rows + len(chunk))
                 rows += len(chunk)
-                if task.buckets == 1:
-                    _append(workdir / f"{task.kind}_0_{task.part}.pkl", chunk)
-                    per_bucket[0] += len(chunk)
-                    continue
                 ids = chunk["household_id"].astype(str).str.strip()
                 bucket = pd.util.hash_pandas_object(ids, index=False).to_numpy() % task.buckets
                 for b, part in chunk.groupby(bucket, sort=False):
@@ -353,6 +355,23 @@ def _read_part(task: _ReadTask) -> tuple[int, np.ndarray]:
             message = re.sub(r"line (\d+)", lambda m: f"line {task.first_line - 1 + int(m.group(1))}", str(exc))
             raise ImportFileError(f"{task.name} is not a well-formed CSV file: {message}", task.kind) from None
     return rows, per_bucket
+
+
+def _check_first_row(raw: BinaryIO, task: _ReadTask) -> None:
+    """Refuse a range whose first data row has more cells than the header (pandas would drop them)."""
+    raw.seek(task.start)
+    head = raw.read(min(task.end - task.start, 1024 * 1024)).decode("utf-8-sig", errors="replace")
+    rows = csv.reader(io.StringIO(head, newline=""))
+    if task.start == 0:
+        next(rows, None)  # the header
+    first = next(rows, None)
+    if first is not None and len(first) > len(task.columns):
+        line = task.first_line + (1 if task.start == 0 else 0)
+        raise ImportFileError(
+            f"{task.name} is not a well-formed CSV file: line {line} has {len(first)} fields, the header "
+            f"names {len(task.columns)}",
+            task.kind,
+        )
 
 
 @dataclass
@@ -584,15 +603,9 @@ def _texts(series: pd.Series) -> np.ndarray:
         out = np.array([d.isoformat() for d in uniques] + [""], dtype=object)[codes]
     else:
         codes, uniques = pd.factorize(series.to_numpy(dtype=object, na_value=None), use_na_sentinel=True)
-        out = np.array([_csv_quoted(v) for v in uniques] + [""], dtype=object)[codes]
+        out = np.array([import_sql.csv_cell(v) for v in uniques] + [""], dtype=object)[codes]
     out[missing] = ""
     return out
-
-
-def _csv_quoted(value: str) -> str:
-    if "," in value or '"' in value or "\n" in value or "\r" in value:
-        return '"' + value.replace('"', '""') + '"'
-    return value
 
 
 def _issues(file: str, frame: pd.DataFrame, mask: pd.Series, column: str, rule: str) -> list[Issue]:
@@ -742,16 +755,11 @@ def import_files(
         result.issue_count = sum(counter.values())
         result.issues_by_rule = dict(counter.most_common())
         result.households_already_registered = loaded.already_registered
+        result.households_rejected = max(0, result.households_in_file - loaded.importable - loaded.already_registered)
         if loaded.rejected:
             result.outcome = "rejected"
-            result.households_rejected = max(
-                0, result.households_in_file - loaded.importable - loaded.already_registered
-            )
         else:
             result.households_imported, result.members_imported = loaded.households, loaded.members
-            result.households_rejected = max(
-                0, result.households_in_file - loaded.households - loaded.already_registered
-            )
             if loaded.id_range is not None:
                 # Duplicate-matching keys are Python work per person: a background job builds them.
                 enqueue("dedup.index", {"households": list(loaded.id_range)}, actor=actor)
@@ -1013,7 +1021,7 @@ def _validate_and_stage(
         window = workers * RESULTS_IN_FLIGHT_PER_WORKER
         queue: deque = deque()
         remaining = iter(tasks)
-        for task in islice(remaining, window):
+        for task in itertools.islice(remaining, window):
             queue.append(pool.apply_async(_process_bucket, (dispatch(task),)))
         while queue:
             res = queue.popleft().get()

@@ -833,3 +833,24 @@ def test_first_load_skips_registry_probes_and_a_concurrent_registration_fails_cl
     monkeypatch.setattr(import_sql, "begin_direct_load", real)
     result = import_files(*write_files(tmp_path, data), actor=None)
     assert result.outcome == "rejected" and result.issues_by_rule == {f"nid_number: {importer.NID_REGISTERED_RULE}": 1}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_old_mac_line_endings_and_short_rows(db_session, tmp_path, workers):
+    """Files whose lines end in CR alone import like any other; a row with too few cells is padded
+    and validation names what is missing, even when it is the first row a process reads."""
+    data = good(4)
+    hh_path, m_path = write_files(tmp_path, data)
+    for path in (hh_path, m_path):
+        path.write_bytes(path.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r"))
+    result = import_files(hh_path, m_path, actor=None, workers=workers, bucket_households=1)
+    assert result.outcome == "imported" and result.households_imported == 4
+
+    short = tmp_path / "short"
+    hh_path, m_path = write_files(short, good(3))
+    lines = hh_path.read_text(encoding="utf-8").splitlines()
+    lines[1] = ",".join(lines[1].split(",")[:3])  # the first data row stops after three cells
+    hh_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = import_files(hh_path, m_path, actor=None, workers=workers, bucket_households=1)
+    assert result.outcome == "rejected"
+    assert {(i["row"], i["rule"]) for i in result.first_issues if i["field"] == "tenure"} == {(2, "required")}
