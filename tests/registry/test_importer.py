@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy.exc import IntegrityError
 
 from models import AuditEvent, Household, HouseholdVersion, Job, Member
 from models.base import utcnow
@@ -71,6 +72,18 @@ def synth_files(tmp_path_factory):
     directory = tmp_path_factory.mktemp("synth")
     generate(directory, households=40, seed=4242)
     return directory / "households.csv", directory / "members.csv"
+
+
+def _index_definitions() -> list[tuple[str, str]]:
+    """PostgreSQL: the loaded tables' secondary indexes and constraints, as the catalog prints them
+    (empty on SQLite)."""
+    from models import db
+    from registry import import_sql
+
+    connection = db.session.connection()
+    if connection.dialect.name != "postgresql":
+        return []
+    return sorted((d.name, d.create) for d in import_sql._deferrable(connection))
 
 
 def assert_snapshots_match(household_ids):
@@ -185,6 +198,22 @@ def test_worker_processes_give_the_same_result(db_session, synth_files):
     assert result.outcome == "imported" and result.households_imported == 40
 
 
+def test_worker_processes_do_not_run_the_main_module_again():
+    """A script calling the import needs no ``__main__`` guard, and ``socreg`` is not re-imported
+    (its command line) in every worker."""
+    import __main__
+
+    before = (getattr(__main__, "__file__", None), __main__.__spec__)
+    pool = importer.worker_pool(1)
+    try:
+        main_file = "getattr(__import__('sys').modules.get('__mp_main__'), '__file__', None)"
+        assert pool.apply(eval, (main_file,)) is None
+    finally:
+        pool.terminate()
+        pool.join()
+    assert (getattr(__main__, "__file__", None), __main__.__spec__) == before  # the parent's is put back
+
+
 def test_files_are_split_for_reading_only_between_records(tmp_path):
     """Large files are read in byte ranges by several processes: a range never starts inside a
     quoted value, even one holding line breaks, and knows the line it starts on."""
@@ -282,8 +311,9 @@ def test_skip_invalid_imports_the_valid_households_and_reports_the_rest(db_sessi
 @pytest.mark.parametrize("buckets", [1, 2, 3, 6])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("ids_in", ["memory", "index", "memory, then index"])
+@pytest.mark.parametrize("first_load", ["indexes kept", "indexes deferred"])
 def test_skip_invalid_keeps_the_first_row_of_a_repeated_national_id_in_file_order(
-    db_session, tmp_path, buckets, reverse, ids_in, monkeypatch
+    db_session, tmp_path, buckets, reverse, ids_in, first_load, monkeypatch
 ):
     """Whatever order the buckets are loaded in (PostgreSQL writes each bucket as it comes, and the
     household that comes first in the file may come last), the first row of a national ID repeated
@@ -294,14 +324,17 @@ def test_skip_invalid_keeps_the_first_row_of_a_repeated_national_id_in_file_orde
 
     real = import_sql.begin_direct_load
 
-    def begin(conn):
-        load = real(conn)
+    def begin(conn, **kwargs):
+        load = real(conn, **kwargs)
         load.had_nids = ids_in == "index"
         return load
 
     monkeypatch.setattr(import_sql, "begin_direct_load", begin)
     if ids_in == "memory, then index":
         monkeypatch.setattr(importer, "WRITTEN_NIDS_IN_MEMORY", 0)
+    # Deferred, the unique index on national IDs is built as soon as the import needs to ask it.
+    monkeypatch.setattr(importer, "DEFER_INDEXES_FROM", 1 if first_load == "indexes deferred" else 10**9)
+    before = _index_definitions()
     data = good(6)
     nid = data[0][1][0]["nid_number"]
     data[2][1][0]["nid_number"] = nid
@@ -329,6 +362,7 @@ def test_skip_invalid_keeps_the_first_row_of_a_repeated_national_id_in_file_orde
         select(func.count()).select_from(Member).join(Household).where(Household.household_id.in_(ids))
     )
     assert_snapshots_match(ids)
+    assert _index_definitions() == before
 
 
 def test_a_failure_mid_import_leaves_nothing_behind(db_session, synth_files, monkeypatch):
@@ -348,9 +382,97 @@ def test_a_failure_mid_import_leaves_nothing_behind(db_session, synth_files, mon
         return real(load_then_fail, *args, **kwargs)
 
     monkeypatch.setattr(importer, "_validate_and_stage", failing)
+    monkeypatch.setattr(importer, "DEFER_INDEXES_FROM", 1)  # a first load: indexes dropped, then restored
+    indexes = _index_definitions()
     with pytest.raises(OSError, match="disk full"):
         import_files(*synth_files, actor=None, bucket_households=10)
     assert (count(Household), count(Member), count(HouseholdVersion)) == before
+    assert _index_definitions() == indexes
+
+
+# --- a first load: indexes and foreign keys built once at the end (PostgreSQL) -------------------
+
+
+@pytest.fixture
+def deferrals(monkeypatch):
+    """Every first-load deferral of the test: the indexes and foreign keys it dropped."""
+    from registry import import_sql
+
+    seen: list[list[str]] = []
+    real = import_sql._defer_indexes
+
+    def spy(load):
+        real(load)
+        seen.append(sorted(d.name for d in load.deferred))
+
+    monkeypatch.setattr(import_sql, "_defer_indexes", spy)
+    monkeypatch.setattr(importer, "DEFER_INDEXES_FROM", 1)
+    return seen
+
+
+def test_a_first_load_rebuilds_every_index_and_foreign_key_as_it_was(db_session, postgres_only, synth_files, deferrals):
+    before = _index_definitions()
+    assert {"fk_members_household_pk_households", "uq_members_nid_number", "uq_households_household_id"} <= {
+        name for name, _create in before
+    }
+    result = import_files(*synth_files, actor=None, bucket_households=9, workers=2)
+    assert result.outcome == "imported" and result.households_imported == 40
+    assert deferrals == [[name for name, _create in before]]  # all of them, and nothing else
+    assert _index_definitions() == before
+    ids = pd.read_csv(synth_files[0], dtype=str)["household_id"].tolist()
+    assert_snapshots_match(ids)
+    # The rebuilt constraints hold: a second row with an imported national ID is refused.
+    member = db_session.scalar(select(Member).where(Member.nid_number.is_not(None)).limit(1))
+    with pytest.raises(IntegrityError), db_session.begin_nested():
+        db_session.execute(
+            insert(Member).values(
+                household_pk=member.household_pk,
+                line_no=99,
+                name_en="x",
+                age_years=30,
+                sex=1,
+                relation_to_head=9,
+                marital_status=1,
+                religion=1,
+                ethnicity=1,
+                education_level=0,
+                currently_enrolled=False,
+                occupation=0,
+                pregnant_or_lactating=False,
+                nid_number=member.nid_number,
+            )
+        )
+
+
+def test_a_rejected_first_load_gets_its_indexes_back(db_session, postgres_only, synth_files, tmp_path, deferrals):
+    members = pd.read_csv(synth_files[1], dtype=str, keep_default_na=False)
+    members.loc[len(members) - 1, "sex"] = "7"
+    members.to_csv(tmp_path / "members.csv", index=False)
+    before = _index_definitions()
+    result = import_files(synth_files[0], tmp_path / "members.csv", actor=None, bucket_households=9)
+    assert result.outcome == "rejected" and deferrals and deferrals[0]
+    assert _index_definitions() == before
+    assert (count(Household), count(Member), count(HouseholdVersion)) == (0, 0, 0)
+
+
+def test_a_registry_in_use_is_loaded_with_its_indexes(
+    app, db_session, postgres_only, synth_files, deferrals, monkeypatch
+):
+    """When another session is reading the tables, the first load does not wait for it: after a short
+    lock timeout it keeps the indexes and loads row by row, and the reader is never blocked for long."""
+    from models import db
+    from registry import import_sql
+
+    monkeypatch.setattr(import_sql, "DEFER_LOCK_TIMEOUT", "200ms")
+    before = _index_definitions()
+    with db.engine.connect() as reader:
+        reader.execute(text("SELECT count(*) FROM members"))  # holds a share lock until it ends
+        result = import_files(*synth_files, actor=None, bucket_households=9)
+        reader.rollback()
+    assert result.outcome == "imported" and result.households_imported == 40
+    assert deferrals == [[]]
+    assert _index_definitions() == before
+    assert db_session.scalar(text("SHOW lock_timeout")) == "0"  # the import's own setting did not leak
 
 
 # --- every rule, with a bad row -----------------------------------------------------------------
@@ -820,8 +942,8 @@ def test_first_load_skips_registry_probes_and_a_concurrent_registration_fails_cl
     before = (count(Household), count(Member), count(HouseholdVersion))
     real = import_sql.begin_direct_load
 
-    def as_if_empty(conn):
-        load = real(conn)
+    def as_if_empty(conn, **kwargs):
+        load = real(conn, **kwargs)
         load.had_households = load.had_nids = False  # as if the registry was empty at the start
         return load
 
