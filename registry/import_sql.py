@@ -405,19 +405,23 @@ class DirectLoad:
         households = self.execute("DELETE FROM households WHERE id = ANY(:pks)", {"pks": pks}).rowcount
         return households, members
 
-    def restore(self, which: Callable[[Deferred], bool] = lambda d: True) -> None:
+    def restore(
+        self, which: Callable[[Deferred], bool] = lambda d: True, progress: Callable[[int], None] | None = None
+    ) -> None:
         """Rebuild deferred indexes and foreign keys (those ``which`` picks; all by default): the
         unique ones and the foreign keys check, over the whole table at once, what a row-by-row
-        load would have checked per row."""
+        load would have checked per row. ``progress`` is told how many are rebuilt so far."""
         chosen = [d for d in self.deferred if which(d)]
         if not chosen:
             return
         previous = self.execute("SELECT current_setting('maintenance_work_mem')").scalar_one()
         self.execute("SELECT set_config('maintenance_work_mem', :mem, true)", {"mem": RESTORE_MEMORY})
         # Indexes first: the foreign keys are then checked against complete tables.
-        for item in sorted(chosen, key=lambda d: d.kind == "f"):
+        for done, item in enumerate(sorted(chosen, key=lambda d: d.kind == "f"), start=1):
             self.execute(item.create)
             self.deferred.remove(item)
+            if progress is not None:
+                progress(done)
         self.execute("SELECT set_config('maintenance_work_mem', :mem, true)", {"mem": previous})
 
     def rollback(self) -> None:

@@ -947,8 +947,9 @@ class _DirectImport:
             return _Loaded(True, self.already_registered, max(0, self.importable - len(conflicted)))
         if self.load.deferred:
             t = time.perf_counter()
-            progress("index", 0, None)
-            self.load.restore()
+            total = len(self.load.deferred)
+            progress("index", 0, total)
+            self.load.restore(progress=lambda done: progress("index", done, total))
             phases["index"] = time.perf_counter() - t
         deleted, deleted_members = self.load.delete_ours(conflicted)
         self.households -= deleted

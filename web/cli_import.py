@@ -18,6 +18,10 @@ from registry.access import AccessDenied
 SHOWN_ISSUES = 10
 
 
+#: What each phase's bar counts (``index``: indexes and foreign keys a first load rebuilds).
+_UNITS = {"read": "KiB", "validate": "hh", "insert": "hh", "index": "index"}
+
+
 class _Bars:
     """One tqdm bar per phase of the import, on stderr (stdout carries the summary)."""
 
@@ -29,7 +33,7 @@ class _Bars:
         if phase != self.phase:
             self.close()
             self.phase = phase
-            unit = "KiB" if phase.startswith("read") else ("hh" if phase in ("validate", "insert") else "it")
+            unit = _UNITS.get(phase.split()[0], "it")
             self.bar = tqdm(total=total, desc=phase, unit=unit, unit_scale=True, file=sys.stderr, leave=False)
         if total is not None and self.bar.total != total:
             self.bar.total = total

@@ -415,9 +415,15 @@ def test_a_first_load_rebuilds_every_index_and_foreign_key_as_it_was(db_session,
     assert {"fk_members_household_pk_households", "uq_members_nid_number", "uq_households_household_id"} <= {
         name for name, _create in before
     }
-    result = import_files(*synth_files, actor=None, bucket_households=9, workers=2)
+    reported = []
+    result = import_files(
+        *synth_files, actor=None, bucket_households=9, workers=2, progress=lambda *p: reported.append(p)
+    )
     assert result.outcome == "imported" and result.households_imported == 40
     assert deferrals == [[name for name, _create in before]]  # all of them, and nothing else
+    rebuilt = [p for p in reported if p[0] == "index"]
+    assert rebuilt[0] == ("index", 0, len(before)) and rebuilt[-1] == ("index", len(before), len(before))
+    assert result.phases["index"] > 0
     assert _index_definitions() == before
     ids = pd.read_csv(synth_files[0], dtype=str)["household_id"].tolist()
     assert_snapshots_match(ids)
