@@ -53,7 +53,7 @@ import time
 import warnings
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -402,7 +402,20 @@ def _split(
         for i, ((s, e), n) in enumerate(zip(ranges, first_lines, strict=True))
     ]
     progress("read " + info.kind, 0, info.size // 1024)
-    results = pool.map(_read_part, tasks) if pool is not None else [_read_part(t) for t in tasks]
+    try:
+        results = pool.map(_read_part, tasks) if pool is not None else [_read_part(t) for t in tasks]
+    except ImportFileError:
+        if len(tasks) == 1:
+            raise
+        # A quote inside an unquoted value (pandas reads it as a character) misleads the quote
+        # counting of _record_starts. A range can then start inside a quoted value, which leaves the
+        # range before it ending inside quotes: pandas refuses that one. Read the file again as one
+        # range; an error then is the file's own, with its true line number.
+        for stale in workdir.glob(f"{info.kind}_*.pkl"):
+            stale.unlink()
+        (start, end), first_line = (r[0] for r in _record_starts(info.path, 1))
+        tasks = [replace(tasks[0], part=0, start=start, end=end, first_line=first_line)]
+        results = [_read_part(tasks[0])]
     progress("read " + info.kind, info.size // 1024, info.size // 1024)
     offsets, rows = [], 0
     for part_rows, _ in results:

@@ -214,6 +214,29 @@ def test_worker_processes_do_not_run_the_main_module_again():
     assert (getattr(__main__, "__file__", None), __main__.__spec__) == before  # the parent's is put back
 
 
+def test_a_quote_inside_an_unquoted_value_reads_the_same_in_parallel(db_session, tmp_path):
+    """pandas reads ``5"A`` as three characters, but the quote flips the quote counting that splits
+    the file for parallel reading: with a value holding a line break further on, a range would start
+    inside it. The import notices (the range before ends inside quotes) and reads the file whole."""
+    data = good(40)
+    data[3][0]["address"] = "Holding 5A near the school"
+    data[30][0]["address"] = "Holding 9\nsecond line"
+    hh_path, m_path = write_files(tmp_path, data)
+    text = hh_path.read_text(encoding="utf-8")
+    hh_path.write_text(text.replace("Holding 5A near", 'Holding 5"A near'), encoding="utf-8")
+    ranges, _lines = importer._record_starts(hh_path, 2)
+    assert b"\nsecond line" in hh_path.read_bytes()[ranges[0][1] - 12 : ranges[0][1] + 12]  # a bad split point
+    result = import_files(hh_path, m_path, actor=None, workers=2, bucket_households=5)
+    assert result.outcome == "imported" and result.households_imported == 40
+    stored = dict(db_session.execute(select(Household.household_id, Household.address)).all())
+    assert stored[data[3][0]["household_id"]] == 'Holding 5"A near the school'
+    assert stored[data[30][0]["household_id"]] == "Holding 9\nsecond line"
+    # A file that is malformed whatever the split still gets its own error.
+    hh_path.write_text(text + '1,"unterminated\n', encoding="utf-8")
+    with pytest.raises(ImportFileError, match="not a well-formed CSV file"):
+        import_files(hh_path, m_path, actor=None, workers=2, bucket_households=5)
+
+
 def test_files_are_split_for_reading_only_between_records(tmp_path):
     """Large files are read in byte ranges by several processes: a range never starts inside a
     quoted value, even one holding line breaks, and knows the line it starts on."""
