@@ -47,7 +47,8 @@ def record_event(
     before: dict | None = None,
     after: dict | None = None,
 ) -> AuditEvent:
-    """Append one audit event in the current transaction (flushed, not committed)."""
+    """Append one audit event to the current transaction (written with the session's next flush,
+    which every query and the commit make: one INSERT for the events of a request, not one each)."""
     ctx = audit_context.get()
     event = AuditEvent(
         actor_id=actor.id if actor is not None else None,
@@ -62,7 +63,6 @@ def record_event(
         remote_addr=ctx.remote_addr,
     )
     db.session.add(event)
-    db.session.flush()
     return event
 
 
