@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from models import ApiToken, Area, User, db
 from models.base import utcnow
@@ -114,8 +115,16 @@ def user_for_token(token: str) -> User | None:
     """The active user owning a valid, unrevoked token, or None."""
     if not token or not token.startswith(TOKEN_PREFIX):
         return None
-    api_token = db.session.scalar(
-        select(ApiToken).where(ApiToken.token_hash == _digest(token), ApiToken.revoked_at.is_(None))
+    # One round trip for the token, its user and the user's areas (which every area check reads):
+    # every API request starts here.
+    api_token = (
+        db.session.execute(
+            select(ApiToken)
+            .options(joinedload(ApiToken.user).joinedload(User.areas))
+            .where(ApiToken.token_hash == _digest(token), ApiToken.revoked_at.is_(None))
+        )
+        .unique()
+        .scalar_one_or_none()
     )
     if api_token is None or not api_token.user.is_active:
         return None
