@@ -524,7 +524,9 @@ def _defer_indexes(load: DirectLoad) -> None:
             else:
                 load.execute(f'ALTER TABLE "{item.table}" DROP CONSTRAINT "{item.name}"')
     except sa.exc.OperationalError as exc:
-        if not isinstance(exc.orig, psycopg2.errors.LockNotAvailable):
+        # A deadlock: a session waiting for the import lock (a second import) already holds a lock
+        # on one of the tables. Either way, load with the indexes rather than wait or fail.
+        if not isinstance(exc.orig, (psycopg2.errors.LockNotAvailable, psycopg2.errors.DeadlockDetected)):
             raise
         load.execute("ROLLBACK TO SAVEPOINT socreg_defer")
         deferred = []

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import threading
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from sqlalchemy import delete, func, insert, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from models import AuditEvent, Household, HouseholdVersion, Job, Member
 from models.base import utcnow
@@ -484,6 +485,50 @@ def test_a_rejected_first_load_gets_its_indexes_back(db_session, postgres_only, 
     assert (count(Household), count(Member), count(HouseholdVersion)) == (0, 0, 0)
 
 
+def test_a_first_load_in_a_deadlock_with_a_waiting_import_loads_with_its_indexes(
+    app, db_session, postgres_only, synth_files, deferrals
+):
+    """A session that read the tables and then waits for the import lock (say, a second import
+    in a transaction that looked at the registry first) closes a cycle with the first load's wait
+    for its exclusive locks. PostgreSQL breaks the cycle by failing the session that waited first,
+    here the first load's lock request: the import then loads with its indexes instead of failing."""
+    from models import db
+    from registry import import_sql
+
+    before = _index_definitions()
+    outcome = []
+    engine = db.engine
+
+    def waiting_import():
+        with engine.connect() as other:
+            other.execute(text("SET lock_timeout = '3s'"))
+            other.execute(text("SELECT count(*) FROM members"))
+            # Once the first load waits for a lock this session holds, wait for its import lock.
+            while not other.execute(
+                text(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks w JOIN pg_locks a ON a.pid = w.pid "
+                    "WHERE a.locktype = 'advisory' AND a.granted AND NOT w.granted AND w.pid <> pg_backend_pid())"
+                )
+            ).scalar():
+                time.sleep(0.01)
+            try:
+                other.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": import_sql.IMPORT_LOCK_KEY})
+                outcome.append("locked")
+            except OperationalError as exc:
+                outcome.append(type(exc.orig).__name__)
+            other.rollback()
+
+    thread = threading.Thread(target=waiting_import)
+    thread.start()
+    result = import_files(*synth_files, actor=None, bucket_households=9)
+    thread.join()
+    assert result.outcome == "imported" and result.households_imported == 40
+    assert deferrals == [[]]  # the first load gave way and kept its indexes
+    assert _index_definitions() == before
+    # It then held the import lock until this test's transaction ends: the other session timed out.
+    assert outcome == ["LockNotAvailable"]
+
+
 def test_a_registry_in_use_is_loaded_with_its_indexes(
     app, db_session, postgres_only, synth_files, deferrals, monkeypatch
 ):
@@ -772,8 +817,16 @@ def test_uploads_survive_a_failure_that_will_be_retried_and_go_after_the_last(
 # --- concurrency (PostgreSQL) -------------------------------------------------------------------
 
 
-def test_two_concurrent_imports_of_the_same_file_create_no_duplicates(app, postgres_only, tmp_path):
+@pytest.mark.parametrize("first_load", ["indexes kept", "indexes deferred"])
+def test_two_concurrent_imports_of_the_same_file_create_no_duplicates(
+    app, postgres_only, tmp_path, first_load, monkeypatch, request
+):
     from models import db
+
+    # Deferred: the first import drops and rebuilds the indexes while the second waits for it.
+    deferrals = request.getfixturevalue("deferrals") if first_load == "indexes deferred" else None
+    if deferrals is None:
+        monkeypatch.setattr(importer, "DEFER_INDEXES_FROM", 10**9)
 
     directory = tmp_path / "concurrent"
     generate(directory, households=30, seed=9090)
@@ -802,6 +855,8 @@ def test_two_concurrent_imports_of_the_same_file_create_no_duplicates(app, postg
         t.join()
     try:
         assert errors == []
+        if deferrals is not None:
+            assert len(deferrals) == 1 and deferrals[0]  # the second found households: no deferral
         assert sorted(r.households_imported for r in results) == [0, 30]
         assert sorted(r.households_already_registered for r in results) == [0, 30]
         with app.app_context():
