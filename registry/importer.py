@@ -173,9 +173,16 @@ class ImportResult:
 # --- files ------------------------------------------------------------------------------
 
 
-def inspect_csv(path: str | Path, kind: str, name: str | None = None) -> CsvInfo:
+#: Bytes :func:`inspect_csv` checks for UTF-8 when the reading checks the rest (see ``import_files``).
+ENCODING_PROBE_BYTES = 1024 * 1024
+
+
+def inspect_csv(path: str | Path, kind: str, name: str | None = None, *, whole_file: bool = True) -> CsvInfo:
     """Check that a file is a non-empty UTF-8 CSV (BOM allowed) with the columns of ``kind``
-    (``households`` or ``members``); raise :class:`ImportFileError` saying what is wrong."""
+    (``households`` or ``members``); raise :class:`ImportFileError` saying what is wrong.
+
+    With ``whole_file=False`` only the first MiB is checked for UTF-8: the import's reading
+    checks the rest as it decodes, in parallel, instead of a serial pass over the file first."""
     path = Path(path)
     name = name or path.name
     expected = HOUSEHOLD_FIELD_NAMES if kind == "households" else MEMBER_FIELD_NAMES
@@ -189,7 +196,7 @@ def inspect_csv(path: str | Path, kind: str, name: str | None = None) -> CsvInfo
         start = fh.read(4)
     if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
         raise ImportFileError(f"{name} is UTF-16/UTF-32 encoded: save it as UTF-8 (with or without BOM)", kind)
-    _check_utf8(path, name, kind)
+    _check_utf8(path, name, kind, end=None if whole_file else ENCODING_PROBE_BYTES)
     with open(path, encoding="utf-8-sig", newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
@@ -212,14 +219,18 @@ def inspect_csv(path: str | Path, kind: str, name: str | None = None) -> CsvInfo
     return CsvInfo(path, name, kind, size, columns, extra)
 
 
-def _check_utf8(path: Path, name: str, kind: str) -> None:
-    """Find the first byte that is not UTF-8 and report its line (the CSV reader would only say
-    that decoding failed somewhere)."""
+def _check_utf8(path: Path, name: str, kind: str, *, start: int = 0, end: int | None = None, line: int = 1) -> None:
+    """Find the first byte that is not UTF-8 in ``[start, end)`` (the whole file by default; ``line``
+    is the line number at ``start``) and report its line (the CSV reader would only say that
+    decoding failed somewhere)."""
     decoder = codecs.getincrementaldecoder("utf-8")()
-    offset = 0
-    lines = 1
+    offset = start
+    lines = line
+    size = path.stat().st_size
+    end = size if end is None else min(end, size)
     with open(path, "rb") as fh:
-        while block := fh.read(8 * 1024 * 1024):
+        fh.seek(start)
+        while offset < end and (block := fh.read(min(8 * 1024 * 1024, end - offset))):
             try:
                 decoder.decode(block)
             except UnicodeDecodeError as exc:
@@ -232,6 +243,8 @@ def _check_utf8(path: Path, name: str, kind: str) -> None:
                 ) from None
             offset += len(block)
             lines += block.count(b"\n")
+        if end < size:
+            return  # a character may go on past ``end``
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
@@ -357,6 +370,9 @@ def _read_part(task: _ReadTask) -> tuple[int, np.ndarray]:
                     per_bucket[int(b)] += len(part)
         except pd.errors.EmptyDataError:
             pass
+        except UnicodeDecodeError:
+            _check_utf8(Path(task.path), task.name, task.kind, start=task.start, end=task.end, line=task.first_line)
+            raise ImportFileError(f"{task.name} is not UTF-8 text; save it as UTF-8", task.kind) from None
         except pd.errors.ParserError as exc:
             # pandas counts lines from the start of the range.
             message = re.sub(r"line (\d+)", lambda m: f"line {task.first_line - 1 + int(m.group(1))}", str(exc))
@@ -721,8 +737,9 @@ def import_files(
         require_role(actor, *IMPORT_ROLES)
         if not has_national_scope(actor):
             scope = tuple(actor.area_codes)
-    hh_info = inspect_csv(households_path, "households", households_name)
-    m_info = inspect_csv(members_path, "members", members_name)
+    # The reading checks the encoding as it decodes (in the worker processes for large files).
+    hh_info = inspect_csv(households_path, "households", households_name, whole_file=False)
+    m_info = inspect_csv(members_path, "members", members_name, whole_file=False)
     result = ImportResult(outcome="imported", skip_invalid=skip_invalid, source_ref=source_ref)
     for info in (hh_info, m_info):
         if info.extra_columns:

@@ -716,6 +716,24 @@ def test_file_problems_get_one_clear_message(db_session, tmp_path):
     with pytest.raises(ImportFileError, match="latin1.csv is not UTF-8 text: byte 0xE4 on line 2"):
         import_files(latin, m_path, actor=None)
 
+    # Past the first MiB the reading finds it (in parallel), with the same line and position.
+    long_rows = good(300)
+    for record, _members in long_rows:
+        record["address"] = "Holding 1, " + "x" * 4000
+    long_rows[280][0]["village"] = "Chor Bazar"
+    deep_dir = tmp_path / "deep"
+    deep, deep_members = write_files(deep_dir, long_rows)
+    raw = deep.read_bytes().replace(b"Chor Bazar", "Chör Bazar".encode("latin-1"))
+    deep.write_bytes(raw)
+    bad_at = raw.index(b"\xf6")
+    assert bad_at > importer.ENCODING_PROBE_BYTES
+    bad_line = raw.count(b"\n", 0, bad_at) + 1
+    expected = f"deep.csv is not UTF-8 text: byte 0xF6 on line {bad_line} .position {bad_at}."
+    deep.rename(deep_dir / "deep.csv")
+    for workers in (1, 2):
+        with pytest.raises(ImportFileError, match=expected):
+            import_files(deep_dir / "deep.csv", deep_members, actor=None, workers=workers, bucket_households=50)
+
     ragged = tmp_path / "ragged.csv"
     extra_field = hh_path.read_text(encoding="utf-8").splitlines()[-1] + ",surplus"
     ragged.write_text(hh_path.read_text(encoding="utf-8") + extra_field + "\n", encoding="utf-8")
