@@ -197,10 +197,15 @@ def inspect_csv(path: str | Path, kind: str, name: str | None = None, *, whole_f
     if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
         raise ImportFileError(f"{name} is UTF-16/UTF-32 encoded: save it as UTF-8 (with or without BOM)", kind)
     _check_utf8(path, name, kind, end=None if whole_file else ENCODING_PROBE_BYTES)
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        first_row = next((row for row in reader if any(cell.strip() for cell in row)), None)
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            first_row = next((row for row in reader if any(cell.strip() for cell in row)), None)
+    except UnicodeDecodeError:
+        # Only the first MiB was checked, and the first data row lies beyond it (blank lines).
+        _check_utf8(path, name, kind)
+        raise
     columns = [c.strip() for c in header or []]
     if not any(columns):
         raise ImportFileError(f"{name} has no header row: the first line must name the {kind} columns", kind)

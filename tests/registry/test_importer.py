@@ -734,6 +734,15 @@ def test_file_problems_get_one_clear_message(db_session, tmp_path):
         with pytest.raises(ImportFileError, match=expected):
             import_files(deep_dir / "deep.csv", deep_members, actor=None, workers=workers, bucket_households=50)
 
+    # Blank lines push the first data row past the first MiB: still the same message, no crash.
+    blank_first = tmp_path / "blank_first.csv"
+    header = hh_path.read_text(encoding="utf-8").split("\n", 1)[0]
+    blank_lines = "\n" * (importer.ENCODING_PROBE_BYTES + 10)
+    blank_first.write_bytes((header + blank_lines).encode() + "Chör\n".encode("latin-1"))
+    blank_line = len(blank_lines) + 1  # the header is line 1
+    with pytest.raises(ImportFileError, match=f"blank_first.csv is not UTF-8 text: byte 0xF6 on line {blank_line} "):
+        import_files(blank_first, m_path, actor=None)
+
     ragged = tmp_path / "ragged.csv"
     extra_field = hh_path.read_text(encoding="utf-8").splitlines()[-1] + ",surplus"
     ragged.write_text(hh_path.read_text(encoding="utf-8") + extra_field + "\n", encoding="utf-8")
