@@ -770,6 +770,7 @@ def import_files(
         phases["read"] = time.perf_counter() - t
 
         conn = db.session.connection()
+        plan = _Plan(conn.dialect.name, workdir, buckets, scope, hh_info, m_info, hh_split, m_split, pool, workers)
         now = utcnow()
         actor_id = actor.id if actor is not None else None
         with open(issues_file, "w", encoding="utf-8", newline="") as report:
@@ -777,21 +778,7 @@ def import_files(
 
             def stream(load) -> None:
                 t = time.perf_counter()
-                stats = _validate_and_stage(
-                    load,
-                    conn.dialect.name,
-                    workdir,
-                    buckets,
-                    (hh_split, m_split),
-                    scope,
-                    hh_info,
-                    m_info,
-                    writer,
-                    counter,
-                    progress,
-                    (pool, workers),
-                    result.households_in_file,
-                )
+                stats = _validate_and_stage(load, plan, writer, counter, progress)
                 phases["validate"] = time.perf_counter() - t - stats["stage"]
                 phases["load" if conn.dialect.name == "postgresql" else "stage"] = stats["stage"]
                 if result.members_in_file and not stats["matched_members"]:
@@ -943,8 +930,9 @@ class _DirectImport:
             written = self.written_nids
             held = {household_id for nid, household_id in pairs if nid in written}
         held -= blocked
-        importable = set(rows.household_ids) - registered - blocked - held
-        self.importable += len(importable) + len(held & set(rows.household_ids))
+        valid = set(rows.household_ids)
+        importable = valid - registered - blocked - held
+        self.importable += len(importable) + len(held & valid)
         if (res.issues or blocked or held) and not self.skip_invalid:
             self.doomed = True
         if self.doomed:
@@ -1034,41 +1022,44 @@ def _stage_rows(staging):
     return load
 
 
-def _validate_and_stage(
-    load,
-    dialect,
-    workdir,
-    buckets,
-    splits,
-    scope,
-    hh_info,
-    m_info,
-    writer,
-    counter,
-    progress,
-    pool_and_workers,
-    households,
-) -> dict:
+@dataclass
+class _Plan:
+    """How an import's buckets are validated, settled once both files are read."""
+
+    dialect: str
+    workdir: Path
+    buckets: int
+    #: The importing user's area codes (None: national scope).
+    scope: tuple[str, ...] | None
+    hh_info: CsvInfo
+    m_info: CsvInfo
+    hh_split: _SplitFile
+    m_split: _SplitFile
+    pool: multiprocessing.pool.Pool | None
+    workers: int
+
+
+def _validate_and_stage(load, plan: _Plan, writer, counter, progress) -> dict:
     """Validate every bucket (in worker processes for large files) and hand each result to
     ``load`` as it comes, in this process; ``load.prepare(task, household_rows)``, if it exists,
     completes each task before it is dispatched. Returns the time spent loading and the member
     rows that matched a household."""
     union_types = dict(db.session.execute(select(Area.code, Area.area_type).where(Area.level == "union")).all())
-    hh_split, m_split = splits
-    pool, workers = pool_and_workers
+    hh_split, pool = plan.hh_split, plan.pool
+    households = hh_split.rows
     tasks = [
         _BucketTask(
-            str(workdir),
+            str(plan.workdir),
             b,
             union_types,
-            scope,
-            dialect,
-            hh_info.name,
-            m_info.name,
+            plan.scope,
+            plan.dialect,
+            plan.hh_info.name,
+            plan.m_info.name,
             hh_split.row_offsets,
-            m_split.row_offsets,
+            plan.m_split.row_offsets,
         )
-        for b in range(buckets)
+        for b in range(plan.buckets)
     ]
     stats = {"stage": 0.0, "matched_members": 0}
     done = 0
@@ -1098,7 +1089,7 @@ def _validate_and_stage(
         # At most RESULTS_IN_FLIGHT_PER_WORKER buckets per worker are queued or finished but not
         # yet loaded: ``imap`` would let finished buckets pile up in memory whenever loading is
         # slower than validating.
-        window = workers * RESULTS_IN_FLIGHT_PER_WORKER
+        window = plan.workers * RESULTS_IN_FLIGHT_PER_WORKER
         queue: deque = deque()
         remaining = iter(tasks)
         for task in itertools.islice(remaining, window):
