@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -199,20 +202,27 @@ def test_worker_processes_give_the_same_result(db_session, synth_files):
     assert result.outcome == "imported" and result.households_imported == 40
 
 
-def test_worker_processes_do_not_run_the_main_module_again():
-    """A script calling the import needs no ``__main__`` guard, and ``socreg`` is not re-imported
-    (its command line) in every worker."""
-    import __main__
-
-    before = (getattr(__main__, "__file__", None), __main__.__spec__)
-    pool = importer.worker_pool(1)
-    try:
-        main_file = "getattr(__import__('sys').modules.get('__mp_main__'), '__file__', None)"
-        assert pool.apply(eval, (main_file,)) is None
-    finally:
-        pool.terminate()
-        pool.join()
-    assert (getattr(__main__, "__file__", None), __main__.__spec__) == before  # the parent's is put back
+def test_worker_processes_do_not_run_the_main_module_again(tmp_path):
+    """A script calling the import needs no ``__main__`` guard (with ``spawn``'s default it would
+    start the pool again in every worker, which hangs), and ``socreg`` is not re-imported (its whole
+    command line) in every worker."""
+    script = tmp_path / "no_guard.py"
+    script.write_text(
+        "import sys\n"
+        "from registry import importer\n"
+        "pool = importer.worker_pool(1)\n"
+        "print(pool.apply(eval, (\"getattr(__import__('sys').modules.get('__mp_main__'), '__file__', None)\",)))\n"
+        "pool.terminate()\n"
+        "print(sys.modules['__main__'].__file__ == __file__)\n",  # the parent's main module is put back
+        encoding="utf-8",
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["None", "True"]
 
 
 def test_a_quote_inside_an_unquoted_value_reads_the_same_in_parallel(db_session, tmp_path):
@@ -389,8 +399,9 @@ def test_skip_invalid_keeps_the_first_row_of_a_repeated_national_id_in_file_orde
     assert _index_definitions() == before
 
 
-def test_a_failure_mid_import_leaves_nothing_behind(db_session, synth_files, monkeypatch):
-    """Even a caller that commits after an unexpected error finds nothing of the import written."""
+def test_a_failure_mid_import_leaves_nothing_behind(db_session, synth_files, monkeypatch, deferrals, is_postgres):
+    """Even a caller that commits after an unexpected error finds nothing of the import written;
+    on PostgreSQL the failed first load gets back the indexes it dropped."""
     before = (count(Household), count(Member), count(HouseholdVersion))
     calls = []
     real = importer._validate_and_stage
@@ -406,11 +417,11 @@ def test_a_failure_mid_import_leaves_nothing_behind(db_session, synth_files, mon
         return real(load_then_fail, *args, **kwargs)
 
     monkeypatch.setattr(importer, "_validate_and_stage", failing)
-    monkeypatch.setattr(importer, "DEFER_INDEXES_FROM", 1)  # a first load: indexes dropped, then restored
     indexes = _index_definitions()
     with pytest.raises(OSError, match="disk full"):
         import_files(*synth_files, actor=None, bucket_households=10)
     assert (count(Household), count(Member), count(HouseholdVersion)) == before
+    assert len(calls) == 2 and (deferrals[0] if is_postgres else deferrals == [])
     assert _index_definitions() == indexes
 
 
@@ -452,25 +463,10 @@ def test_a_first_load_rebuilds_every_index_and_foreign_key_as_it_was(db_session,
     ids = pd.read_csv(synth_files[0], dtype=str)["household_id"].tolist()
     assert_snapshots_match(ids)
     # The rebuilt constraints hold: a second row with an imported national ID is refused.
-    member = db_session.scalar(select(Member).where(Member.nid_number.is_not(None)).limit(1))
-    with pytest.raises(IntegrityError), db_session.begin_nested():
+    holder = db_session.scalar(select(Member).where(Member.nid_number.is_not(None)).limit(1))
+    with pytest.raises(IntegrityError, match="uq_members_nid_number"), db_session.begin_nested():
         db_session.execute(
-            insert(Member).values(
-                household_pk=member.household_pk,
-                line_no=99,
-                name_en="x",
-                age_years=30,
-                sex=1,
-                relation_to_head=9,
-                marital_status=1,
-                religion=1,
-                ethnicity=1,
-                education_level=0,
-                currently_enrolled=False,
-                occupation=0,
-                pregnant_or_lactating=False,
-                nid_number=member.nid_number,
-            )
+            insert(Member).values(household_pk=holder.household_pk, **member(99, nid_number=holder.nid_number))
         )
 
 
