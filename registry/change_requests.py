@@ -24,7 +24,8 @@ re-based on a newer version by applying the same operation again):
   and the old household gets a new version without them, in one transaction.
 * ``deactivate``: ``{"inactive_reason": dissolved|duplicate|migrated, "duplicate_of": household id}``.
 
-Validation is the import's (``registry.validation.validate_records``: one code path) on the full
+Validation is the import's (``registry.validation.validate_record``, the rules of ``validate_records``:
+one code path) on the full
 proposed state, at submission and at re-base; the validated state is stored in ``proposed``.
 Approval applies it only while its base version is still current, so it does not validate the same
 record against the same version again (``write_version(validated=True)``); national IDs are
@@ -101,7 +102,7 @@ from registry import households as hh
 from registry.audit import record_event
 from registry.diff import diff_states, mask_diff, same_value, side_by_side
 from registry.geo import union_area_types
-from registry.validation import Issue, RecordValidationError, records_from_dicts, typed_row, validate_records
+from registry.validation import Issue, RecordValidationError, validate_record
 
 log = logging.getLogger(__name__)
 
@@ -373,16 +374,13 @@ def _validated(state: Mapping, *, prefix: str = "", new: bool = False) -> dict:
         # The registry issues the id on approval; validate with a placeholder of the right shape.
         household["household_id"] = f"{union}-000000" if union and UNION_CODE_PATTERN.match(str(union)) else None
     members = [dict(m) for m in state["members"]]
-    hh_frame, member_frame = records_from_dicts(household, members)
-    result = validate_records(
-        hh_frame,
-        member_frame,
+    typed_h, typed_members, issues = validate_record(
+        household,
+        members,
         union_area_types=union_area_types,
         registered_nids=None,  # NIDs held elsewhere are conflicts to resolve, not input errors
-        households_file="household",
-        members_file="members",
     )
-    issues = [i for i in result.issues if not (new and i.field == "household_id")]
+    issues = [i for i in issues if not (new and i.field == "household_id")]
     if issues:
         renamed = []
         for issue in issues:
@@ -393,8 +391,6 @@ def _validated(state: Mapping, *, prefix: str = "", new: bool = False) -> dict:
                 field = f"{prefix}household.{issue.field}"
             renamed.append(Issue("change_request", issue.row, issue.household_id, field, issue.value, issue.rule))
         raise RecordValidationError(renamed)
-    typed_h = typed_row(result.households, result.households.index[0])
-    typed_members = [typed_row(result.members, i) for i in result.members.index]
     out_household = {f: _json_value(typed_h.get(f)) for f in hh.SNAPSHOT_HOUSEHOLD_FIELDS}
     if new:
         out_household["household_id"] = None

@@ -27,7 +27,7 @@ from models.base import utcnow
 from models.codes import HOUSEHOLD_FIELD_NAMES, HOUSEHOLD_SPECS, MEMBER_FIELD_NAMES, MEMBER_SPECS
 from registry.audit import record_event
 from registry.geo import union_area_types
-from registry.validation import RecordValidationError, records_from_dicts, typed_row, validate_records
+from registry.validation import RecordValidationError, validate_record
 
 #: Household fields stored in a snapshot (the registry id and union live there too).
 SNAPSHOT_HOUSEHOLD_FIELDS = HOUSEHOLD_FIELD_NAMES
@@ -85,7 +85,6 @@ def validate_household_record(
 ) -> tuple[dict, list[dict]]:
     """Validate one household with its members; return typed values or raise
     :class:`RecordValidationError` naming every bad field."""
-    hh_frame, member_frame = records_from_dicts(household, members)
 
     def registered(nids):
         stmt = select(Member.nid_number).where(Member.nid_number.in_(list(nids)))
@@ -93,18 +92,11 @@ def validate_household_record(
             stmt = stmt.where(Member.household_pk != exclude_household_pk)
         return set(db.session.scalars(stmt))
 
-    result = validate_records(
-        hh_frame,
-        member_frame,
-        union_area_types=union_area_types,
-        registered_nids=registered,
-        households_file="household",
-        members_file="members",
+    hh_values, member_values, issues = validate_record(
+        household, members, union_area_types=union_area_types, registered_nids=registered
     )
-    if result.issues:
-        raise RecordValidationError(result.issues)
-    hh_values = typed_row(result.households, result.households.index[0])
-    member_values = [typed_row(result.members, i) for i in result.members.index]
+    if issues:
+        raise RecordValidationError(issues)
     return hh_values, member_values
 
 

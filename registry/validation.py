@@ -505,12 +505,17 @@ def missing_columns(columns: Iterable[str], kind: str) -> list[str]:
 
 
 def _parse_frame(
-    fields: tuple[_FieldRule, ...], columns: dict[str, _Column], parsed: _Parsed, out: _Collector
+    fields: tuple[_FieldRule, ...],
+    columns: dict[str, _Column],
+    parsed: _Parsed,
+    out: _Collector,
+    as_pandas: bool = True,
 ) -> dict[str, _Typed]:
-    """Every field of one frame, typed; string columns become pandas ``string`` arrays in one call."""
+    """Every field of one frame, typed; string columns become pandas ``string`` arrays in one call
+    (unless not ``as_pandas``)."""
     strings: list[str] = []
     typed = {f.spec.name: _parse_field(f, columns[f.spec.name], parsed, out, strings) for f in fields}
-    if strings:
+    if strings and as_pandas:
         joined = pd.array(np.concatenate([typed[name].column for name in strings]), dtype=_STRING_DTYPE)
         start = 0
         for name in strings:
@@ -574,18 +579,94 @@ def validate_records(
     answers which of the given national IDs current registry members already hold.
     ``known_household_ids`` lets member rows refer to households outside this frame.
     """
-    hh_cols = _columns(households, HOUSEHOLD_FIELD_NAMES)
-    m_cols = _columns(members, MEMBER_FIELD_NAMES)
+    hh_rows = _row_numbers(households, row_offset)
+    m_rows = _row_numbers(members, row_offset)
+    ph, pm, issues = _validate_columns(
+        _columns(households, HOUSEHOLD_FIELD_NAMES),
+        _columns(members, MEMBER_FIELD_NAMES),
+        hh_rows,
+        m_rows,
+        union_area_types=union_area_types,
+        registered_nids=registered_nids,
+        households_file=households_file,
+        members_file=members_file,
+        known_household_ids=known_household_ids,
+    )
+    return ValidationResult(_typed_frame(ph, hh_rows), _typed_frame(pm, m_rows), issues)
+
+
+def validate_record(
+    household: Mapping,
+    members: list[Mapping],
+    *,
+    union_area_types: Mapping[str, int] | Callable[[Iterable[str]], Mapping[str, int]],
+    registered_nids: Callable[[Iterable[str]], set[str]] | None = None,
+    households_file: str = "household",
+    members_file: str = "members",
+) -> tuple[dict, list[dict], list[Issue]]:
+    """Validate one household and its members given as dicts (a change request, a form).
+
+    The same rules as :func:`validate_records` (one code path: both reduce their input to the
+    same columns, see ``_validate_columns``) without building a DataFrame in or out, whose fixed
+    cost outweighs checking one household. Returns the typed household, the typed members (plain
+    Python values, None when missing) and the issues; members are rows 1.. in the given order and
+    take the household's ``household_id``."""
+    household_id = household.get("household_id")
+    hh_cols = {name: _Column.from_cells([household.get(name)]) for name in HOUSEHOLD_FIELD_NAMES}
+    m_cols = {
+        name: _Column.from_cells([household_id if name == "household_id" else m.get(name) for m in members])
+        for name in MEMBER_FIELD_NAMES
+    }
+    ph, pm, issues = _validate_columns(
+        hh_cols,
+        m_cols,
+        np.arange(1, 2, dtype=np.int64),
+        np.arange(1, len(members) + 1, dtype=np.int64),
+        union_area_types=union_area_types,
+        registered_nids=registered_nids,
+        households_file=households_file,
+        members_file=members_file,
+        as_pandas=False,
+    )
+    return _typed_records(ph, 1)[0], _typed_records(pm, len(members)), issues
+
+
+def _typed_records(typed: dict[str, _Typed], n: int) -> list[dict]:
+    """The typed columns as ``n`` dicts of plain Python values (None for missing), as
+    :func:`typed_row` reads them from a frame."""
+    columns = {}
+    for name, t in typed.items():
+        values = t.column.tolist()
+        if not isinstance(t.column, np.ndarray):  # a pandas masked array: NA for missing
+            values = [None if v is pd.NA else v for v in values]
+        columns[name] = values
+    return [{name: values[i] for name, values in columns.items()} for i in range(n)]
+
+
+def _validate_columns(
+    hh_cols: dict[str, _Column],
+    m_cols: dict[str, _Column],
+    hh_rows: np.ndarray,
+    m_rows: np.ndarray,
+    *,
+    union_area_types: Mapping[str, int] | Callable[[Iterable[str]], Mapping[str, int]],
+    registered_nids: Callable[[Iterable[str]], set[str]] | None,
+    households_file: str,
+    members_file: str,
+    known_household_ids: set[str] | None = None,
+    as_pandas: bool = True,
+) -> tuple[dict[str, _Typed], dict[str, _Typed], list[Issue]]:
+    """Every rule, on the input reduced to columns: the typed columns of both files and the
+    issues. ``as_pandas=False`` leaves text columns as object arrays (no frame will hold them)."""
     parsed = _Parsed(
         [(f.spec, hh_cols[f.spec.name]) for f in _HOUSEHOLD_RULES]
         + [(f.spec, m_cols[f.spec.name]) for f in _MEMBER_RULES]
     )
 
-    hh_rows = _row_numbers(households, row_offset)
     hh_id_col = hh_cols["household_id"]
     ids = hh_id_col.row_texts()
     hh_col = _Collector(households_file, hh_rows, ids)
-    ph = _parse_frame(_HOUSEHOLD_RULES, hh_cols, parsed, hh_col)
+    ph = _parse_frame(_HOUSEHOLD_RULES, hh_cols, parsed, hh_col, as_pandas)
     has_id = hh_id_col.present()
 
     # Household ids: short enough for the registry, unique within the file.
@@ -629,11 +710,10 @@ def validate_records(
     no_consent_date = ph["consent_given"].values & np.isnat(ph["consent_date"].values)
     hh_col.add(no_consent_date, "consent_date", ph["consent_date"].column, "required when consent_given")
 
-    m_rows = _row_numbers(members, row_offset)
     m_id_col = m_cols["household_id"]
     m_ids = m_id_col.row_texts()
     m_col = _Collector(members_file, m_rows, m_ids)
-    pm = _parse_frame(_MEMBER_RULES, m_cols, parsed, m_col)
+    pm = _parse_frame(_MEMBER_RULES, m_cols, parsed, m_col, as_pandas)
 
     names_missing = ~pm["name_bn"].present & ~pm["name_en"].present
     m_col.add(names_missing, "name_bn", np.full(len(m_ids), None), "at least one of name_bn, name_en is required")
@@ -725,7 +805,7 @@ def validate_records(
                 "national ID already held by a current member of another household",
             )
 
-    return ValidationResult(_typed_frame(ph, hh_rows), _typed_frame(pm, m_rows), hh_col.issues + m_col.issues)
+    return ph, pm, hh_col.issues + m_col.issues
 
 
 def records_from_dicts(household: Mapping, members: list[Mapping]) -> tuple[pd.DataFrame, pd.DataFrame]:

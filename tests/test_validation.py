@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 
 from models.codes import HOUSEHOLD_FIELD_NAMES, MEMBER_FIELD_NAMES
-from registry.validation import SMALL_FRAME_ROWS, records_from_dicts, typed_row, validate_records
+from registry.validation import (
+    SMALL_FRAME_ROWS,
+    records_from_dicts,
+    typed_row,
+    validate_record,
+    validate_records,
+)
 from tests.factories import default_members, household_record, member
 
 UNIONS = {"10040915": 1, "10040999": 2}
@@ -232,6 +238,15 @@ def test_random_odd_cells_give_the_same_issues_and_values_alone_and_in_bulk(seed
         assert typed_row(result.households, 0) == typed_row(together.households, position)
         for i in range(len(m)):
             assert typed_row(result.members, i) == typed_row(together.members, member_offset + i)
+        # A change request's path (dicts in and out, no frame) gives the same values and issues.
+        typed_h, typed_members, issues = validate_record(
+            h.iloc[0].to_dict(), m.to_dict("records"), union_area_types=UNIONS, households_file="households"
+        )
+        assert typed_h == typed_row(result.households, 0)
+        assert typed_members == [typed_row(result.members, i) for i in range(len(m))]
+        assert [(i.file, i.row, i.household_id, i.field, i.value, i.rule) for i in issues] == [
+            (i.file, i.row, i.household_id, i.field, i.value, i.rule) for i in result.issues
+        ]
         member_offset += len(m)
     bulk = [(i.file, i.row, i.household_id, i.field, i.value, i.rule) for i in together.issues]
     assert sorted(alone) == sorted(bulk)
