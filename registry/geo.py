@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import time
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -92,6 +94,7 @@ def load_geography() -> dict[str, dict[str, int]]:
 
     Returns per level how many areas were inserted, updated and left unchanged.
     """
+    _area_types_cache.clear()
     existing = {a.code: a for a in db.session.scalars(select(Area))}
     counts = {level: {"inserted": 0, "updated": 0, "unchanged": 0} for level in AREA_LEVELS}
     fields = ("level", "parent_code", "name_en", "name_bn", "area_type", "unit_type", "status")
@@ -126,17 +129,39 @@ def get_area(code: str) -> Area:
     return area
 
 
+#: How long a process trusts the union area types it has read. They are reference data that change
+#: only when the geography is loaded again: :func:`load_geography` forgets them in its own process,
+#: other processes (server workers) read them again after this many seconds.
+AREA_TYPES_TTL = 300.0
+#: Per database engine: (when the entries were first read, {union code: area type}).
+_area_types_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def union_area_types(codes: Iterable[str]) -> dict[str, int]:
-    """Area type of each known union among ``codes`` (unknown codes are absent)."""
+    """Area type of each known union among ``codes`` (unknown codes are absent).
+
+    Every change request validates its union's type: known unions are remembered (for
+    :data:`AREA_TYPES_TTL`) instead of costing each submission a query. Unknown codes are asked
+    again every time, so a union added by a geography load is found at once."""
     codes = [c for c in set(codes) if c]
-    out: dict[str, int] = {}
-    for start in range(0, len(codes), 900):
-        chunk = codes[start : start + 900]
+    engine = _engine()
+    read_at, known = _area_types_cache.get(engine, (None, None))
+    if read_at is None or time.monotonic() - read_at > AREA_TYPES_TTL:
+        read_at, known = time.monotonic(), {}
+        _area_types_cache[engine] = (read_at, known)
+    missing = [c for c in codes if c not in known]
+    for start in range(0, len(missing), 900):
+        chunk = missing[start : start + 900]
         rows = db.session.execute(
             select(Area.code, Area.area_type).where(Area.level == "union", Area.code.in_(chunk))
         ).all()
-        out.update({code: area_type for code, area_type in rows})
-    return out
+        known.update({code: area_type for code, area_type in rows})
+    return {c: known[c] for c in codes if c in known}
+
+
+def _engine():
+    bind = db.session.get_bind()
+    return getattr(bind, "engine", bind)
 
 
 def area_chain(code: str) -> list[Area]:

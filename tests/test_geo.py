@@ -32,3 +32,33 @@ def test_union_area_types(db_session):
         ).all()
     )
     assert rows == {1: 4566, 2: 309, 3: 285}
+
+
+def test_union_area_types_are_remembered_until_the_geography_is_loaded_again(db_session):
+    """Each change request validates its union's type: known unions cost no query after the first."""
+    from sqlalchemy import event
+
+    from registry.geo import union_area_types
+
+    statements = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    engine = db_session.get_bind().engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        load_geography()  # forgets what earlier tests read
+        statements.clear()
+        assert union_area_types(["10040915", "99999999", ""]) == {"10040915": 1}
+        assert len(statements) == 1
+        assert union_area_types(["10040915"]) == {"10040915": 1}
+        assert len(statements) == 1  # remembered
+        assert union_area_types(["10040915", "99999999"]) == {"10040915": 1}
+        assert len(statements) == 2  # an unknown code is asked again: a newly loaded union is found at once
+        load_geography()
+        statements.clear()
+        assert union_area_types(["10040915"]) == {"10040915": 1}
+        assert len(statements) == 1  # read again after a load
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
