@@ -45,10 +45,12 @@ Decisions (and why):
   ``stale`` (that state is flushed and the caller commits it before answering 409) and the
   submitter may ``rebase`` it: the same operation applied to the current version, revalidated, with
   the changes made in between shown. Rejecting, withdrawing and re-basing take the same household
-  lock, and so does the one-pending check of a submission, so every decision on a household's
+  lock, and so does a submission (from its first read of the household, so that its base check and
+  one-pending check see what a concurrent decision committed), so every decision on a household's
   requests is serialised by one row lock (a new household's request, having no household row yet,
-  locks its own row). Validation and duplicate search happen at submission, so the lock is held for
-  a few statements only: an edit's approval is about ten statements (see ``bench/approval_bench.py``).
+  locks its own row). Validation and duplicate search happen at submission, so an approval holds the
+  lock for a few statements only: an edit's approval is about ten statements (see
+  ``bench/approval_bench.py``); a submission holds it while it validates its one household.
 * **High-risk requests** (a national ID changed or cleared on an existing member, a deactivation,
   a likely duplicate person) need two approvals by two different supervisors, neither the
   submitter. The first approval is recorded; the second applies.
@@ -709,15 +711,13 @@ def _snapshot(household: Household, version_no: int) -> dict:
     return hh.get_version(household, version_no).snapshot
 
 
-def _household_for_update(household_id: str) -> Household:
-    """The current state of a household by registry id, with its members, in one statement."""
-    household = (
-        db.session.execute(
-            select(Household).where(Household.household_id == household_id).options(joinedload(Household.members))
-        )
-        .unique()
-        .scalar_one_or_none()
-    )
+def _household_for_update(household_id: str, *, lock: bool = False) -> Household:
+    """The current state of a household by registry id, with its members, in one statement;
+    ``lock``: under its row lock (``FOR UPDATE OF households``), read as it is once locked."""
+    stmt = select(Household).where(Household.household_id == household_id).options(joinedload(Household.members))
+    if lock:
+        stmt = stmt.with_for_update(of=Household).execution_options(populate_existing=True)
+    household = db.session.execute(stmt).unique().scalar_one_or_none()
     if household is None:
         raise hh.HouseholdNotFound(household_id)
     return household
@@ -739,8 +739,8 @@ def _pending_conflict(pending: ChangeRequest) -> ChangeRequestConflict:
     )
 
 
-def _outdated_conflict(household: Household, base_version: int, current: int | None = None) -> ChangeRequestConflict:
-    current = household.current_version if current is None else current
+def _outdated_conflict(household: Household, base_version: int) -> ChangeRequestConflict:
+    current = household.current_version
     return ChangeRequestConflict(
         "base_outdated",
         f"household {household.household_id} is at version {current}; your change was made "
@@ -789,7 +789,10 @@ def submit_change(
         if UNION_CODE_PATTERN.match(union):
             access.require_area(actor, union)
     else:
-        household = _household_for_update(household_id)
+        # Under the household's lock from the first read: the base check and the one-pending rule
+        # below must see what concurrent decisions on this household committed (see the module
+        # docstring). Only requests on this same household wait for it.
+        household = _household_for_update(household_id, lock=True)
         access.require_area(actor, household.union_code)
         if household.status != "active":
             raise ChangeRequestConflict(
@@ -799,20 +802,12 @@ def submit_change(
             )
         if base_version != household.current_version:
             raise _outdated_conflict(household, base_version)
+        if single_pending and (pending := _pending_for(household.id)) is not None:
+            raise _pending_conflict(pending)
         base = _snapshot(household, base_version)
         union = household.union_code
 
     prepared = _prepare(kind, payload, base, household)
-
-    if household is not None:
-        # Short critical section: the one-pending rule and the base check under the household lock.
-        current = db.session.scalar(
-            select(Household.current_version).where(Household.id == household.id).with_for_update()
-        )
-        if current != base_version:
-            raise _outdated_conflict(household, base_version, current)
-        if single_pending and (pending := _pending_for(household.id)) is not None:
-            raise _pending_conflict(pending)
 
     cr = ChangeRequest(
         kind=kind,
