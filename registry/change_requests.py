@@ -703,14 +703,6 @@ def _lock_for_decision(change_request_id) -> tuple[Household | None, ChangeReque
     return household, cr
 
 
-def _snapshot(household: Household, version_no: int) -> dict:
-    """A version's state; the current one straight from the current tables (which always equal the
-    latest snapshot), sparing a read of the version row."""
-    if version_no == household.current_version:
-        return hh.snapshot_of(household)
-    return hh.get_version(household, version_no).snapshot
-
-
 def _household_for_update(household_id: str, *, lock: bool = False) -> Household:
     """The current state of a household by registry id, with its members, in one statement;
     ``lock``: under its row lock (``FOR UPDATE OF households``), read as it is once locked."""
@@ -804,7 +796,7 @@ def submit_change(
             raise _outdated_conflict(household, base_version)
         if single_pending and (pending := _pending_for(household.id)) is not None:
             raise _pending_conflict(pending)
-        base = _snapshot(household, base_version)
+        base = hh.version_snapshot(household, base_version)
         union = household.union_code
 
     prepared = _prepare(kind, payload, base, household)
@@ -1099,7 +1091,7 @@ def rebase_change(change_request_id: int, actor: User) -> tuple[ChangeRequest, d
     old_base_no = cr.base_version
     target_no = household.current_version
     old_base = hh.get_version(household, old_base_no).snapshot
-    current = _snapshot(household, target_no)
+    current = hh.version_snapshot(household, target_no)
     prepared = _prepare(cr.kind, cr.payload, current, household)
 
     household, cr = _lock_for_decision(cr.id)
@@ -1468,7 +1460,7 @@ def review_states(cr: ChangeRequest) -> dict:
     base = current = household = applied = None
     if cr.household_pk is not None and cr.kind != "new_household":
         household = cr.household
-        base = _snapshot(household, cr.base_version)
+        base = hh.version_snapshot(household, cr.base_version)
         current = base if cr.base_version == household.current_version else hh.snapshot_of(household)
         if cr.status == "approved" and cr.applied_version_no is not None:
             applied = current if cr.applied_version_no == household.current_version else None

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import selectinload
+from sqlalchemy import event, func, select, update
+from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from models import Household, HouseholdVersion, Member, User, db
@@ -190,8 +190,12 @@ def write_version(
     else:
         hh_values, member_values = validate_household_record(values, members, exclude_household_pk=household.id)
     next_no = household.current_version + 1
+    # The version being replaced, from the current tables: for an imported version 1 to store, and
+    # for readers later in this transaction (an approval's answer diffs it against the new one).
+    replaced = snapshot_of(household)
     if household.current_version == 1:
-        _store_imported_snapshot(household)
+        _store_imported_snapshot(household, replaced)
+    _remember_snapshot(household.id, household.current_version, replaced)
     _apply_values(household, hh_values, member_values)
     if status is not None:
         household.status = status
@@ -202,8 +206,9 @@ def write_version(
     return _insert_version(household, next_no, actor, source, source_ref, reason)
 
 
-def _store_imported_snapshot(household: Household) -> None:
-    """Store version 1's snapshot if an import left it to the current tables, which still hold it."""
+def _store_imported_snapshot(household: Household, snapshot: dict | None = None) -> None:
+    """Store version 1's snapshot if an import left it to the current tables, which still hold it
+    (``snapshot``: already taken from them)."""
     db.session.execute(
         update(HouseholdVersion)
         .where(
@@ -211,8 +216,34 @@ def _store_imported_snapshot(household: Household) -> None:
             HouseholdVersion.version_no == 1,
             HouseholdVersion.snapshot.is_(None),
         )
-        .values(snapshot=snapshot_of(household))
+        .values(snapshot=snapshot if snapshot is not None else snapshot_of(household))
     )
+
+
+#: ``Session.info`` key: snapshots of the versions this transaction replaced, by (household pk, version).
+_REPLACED_SNAPSHOTS = "registry.replaced_snapshots"
+
+
+def _remember_snapshot(household_pk: int, version_no: int, snapshot: dict) -> None:
+    db.session.info.setdefault(_REPLACED_SNAPSHOTS, {})[(household_pk, version_no)] = snapshot
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_replaced_snapshots(session, *args) -> None:
+    # After a rollback the remembered version may not exist; after a commit it is stored.
+    session.info.pop(_REPLACED_SNAPSHOTS, None)
+
+
+def version_snapshot(household: Household, version_no: int) -> dict:
+    """A version's state (read-only): the current one from the current tables, one this
+    transaction replaced from memory, any other from its version row."""
+    if version_no == household.current_version:
+        return snapshot_of(household)
+    remembered = db.session.info.get(_REPLACED_SNAPSHOTS)
+    if remembered and (snapshot := remembered.get((household.id, version_no))) is not None:
+        return snapshot
+    return get_version(household, version_no).snapshot
 
 
 def store_imported_snapshots(household_ids: list[str]) -> int:

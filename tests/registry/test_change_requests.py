@@ -796,6 +796,50 @@ def test_detail_view_shows_diff_against_current_and_what_changed_since_base(db_s
     assert view["current_version"] == 2 and view["stage"] == "awaiting_review"
 
 
+def test_an_approval_answers_without_reading_the_version_it_replaced(db_session, people, households):
+    """The approval's answer diffs the replaced version against the new one from memory (no read of
+    a version row), and says exactly what a later read of the request says."""
+    from sqlalchemy import event
+
+    household = households.create()
+    cr = edit(household, people["enumerator"], rooms=5)
+    crs.approve_change(cr.id, people["supervisor"])
+    db_session.commit()
+    cr = edit(household, people["enumerator"], poultry=20, rooms=6)  # against version 2, stored as a row
+    statements = []
+
+    def remember(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    engine = db_session.get_bind().engine
+    crs.approve_change(cr.id, people["supervisor"])
+    event.listen(engine, "before_cursor_execute", remember)
+    try:
+        answer = crs.detail_view(cr, people["supervisor"])
+    finally:
+        event.remove(engine, "before_cursor_execute", remember)
+    assert not [s for s in statements if "household_versions" in s], statements
+    db_session.commit()
+    db_session.expire_all()
+    later = crs.detail_view(crs.get_change_request(cr.id), people["supervisor"])
+    assert answer["requested_changes"] == later["requested_changes"]
+    changes = {c["field"]: (c["old"], c["new"]) for c in later["requested_changes"]["household"]}
+    assert changes.keys() == {"rooms", "poultry"} and changes["rooms"] == (5, 6)  # from version 2, not 1
+
+
+def test_a_rolled_back_approval_leaves_no_remembered_version(db_session, people, households):
+    household = households.create()
+    cr = edit(household, people["enumerator"], rooms=5)
+    db_session.commit()
+    crs.approve_change(cr.id, people["supervisor"])
+    assert db_session.info.get("registry.replaced_snapshots")
+    db_session.rollback()
+    assert "registry.replaced_snapshots" not in db_session.info
+    household = hh.get_household(household.household_id)
+    assert household.current_version == 1
+    assert hh.version_snapshot(household, 1) == hh.snapshot_of(household)
+
+
 # --- concurrency (PostgreSQL: real row locks, real commits) ----------------------------------------
 
 
