@@ -578,8 +578,11 @@ def on_change_approved(household: Household, version, actor: User | None) -> Non
     if cr_id is not None:
         clauses.append(VerificationTask.change_request_id == cr_id)
     # Almost every approval concerns no case: one indexed read, and a savepoint only when there is work.
+    # The approval's pending writes (its request, its audit events) cannot change which tasks are
+    # open: they are flushed with the approval's next write rather than on their own before this read.
     open_tasks = select(VerificationTask).where(VerificationTask.status == "open", or_(*clauses))
-    tasks = list(db.session.scalars(open_tasks.order_by(VerificationTask.id)))
+    with db.session.no_autoflush:
+        tasks = list(db.session.scalars(open_tasks.order_by(VerificationTask.id)))
     if not tasks:
         return
     try:
