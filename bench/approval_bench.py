@@ -15,9 +15,10 @@
    change request as an enumerator (``POST /api/v1/change-requests``) and approves it as a
    supervisor (``POST /api/v1/change-requests/{id}/approve``), on its own households (so no
    409 is expected), over keep-alive HTTP connections.
-4. Prints approvals/s, p50/p95/p99 latency of submits, approvals and whole cycles, and the error
-   count by status (with the first answer of each kind). The first ``--warmup`` seconds are not
-   counted.
+4. Prints approvals/s, p50/p95/p99 latency of submits, approvals and whole cycles, the error
+   count by status (with the first answer of each kind), and the CPU time one approval cost the
+   server, PostgreSQL and the clients (with the share the hypervisor stole: on a shared host these
+   vary less than approvals/s). The first ``--warmup`` seconds are not counted.
 
 ``--approve-only`` isolates the approval path: before the clock starts, one pending edit per
 household of each client is written straight into ``change_requests`` (one set-based statement
@@ -373,6 +374,71 @@ class Client(threading.Thread):
         self.samples.setdefault(key, json.dumps(body.get("error", body), ensure_ascii=False)[:600])
 
 
+class CpuMeter:
+    """CPU time spent by the server (gunicorn and its workers), PostgreSQL (every ``postgres``
+    process on this machine) and this process (the clients), plus the time the hypervisor stole,
+    between :meth:`start` and :meth:`stop` (Linux ``/proc``; silent elsewhere). Per approval, these
+    say what an approval costs, which varies less with a shared host's speed than approvals/s."""
+
+    def __init__(self, server_pid: int):
+        self.server_pid = server_pid
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.begin = self.end = None
+
+    def _stat(self, pid: str) -> tuple[str, int, float] | None:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                text = fh.read()
+        except OSError:
+            return None
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        return name, int(fields[1]), (int(fields[11]) + int(fields[12])) / self.tick
+
+    def _sample(self) -> dict | None:
+        if not os.path.isdir("/proc/self"):
+            return None
+        server = postgres = 0.0
+        stats = {pid: self._stat(pid) for pid in os.listdir("/proc") if pid.isdigit()}
+        for pid, stat in stats.items():
+            if stat is None:
+                continue
+            name, parent, cpu = stat
+            if int(pid) == self.server_pid or parent == self.server_pid:
+                server += cpu
+            elif name == "postgres":
+                postgres += cpu
+        times = os.times()
+        with open("/proc/stat") as fh:
+            total = [int(v) for v in fh.readline().split()[1:]]
+        return {
+            "server": server,
+            "postgres": postgres,
+            "clients": times.user + times.system,
+            "steal": total[7] / self.tick if len(total) > 7 else 0.0,
+            "all": sum(total[:8]) / self.tick,
+        }
+
+    def start(self) -> None:
+        self.begin = self._sample()
+
+    def stop(self) -> None:
+        self.end = self._sample()
+
+    def report(self, approvals: int) -> str:
+        if not self.begin or not self.end or not approvals:
+            return "not measured"
+        used = {k: self.end[k] - self.begin[k] for k in self.begin}
+        per = {k: 1000 * used[k] / approvals for k in ("server", "postgres", "clients")}
+        total = sum(per.values())
+        steal = 100 * used["steal"] / used["all"] if used["all"] else 0.0
+        return (
+            f"server {per['server']:.1f} ms, PostgreSQL {per['postgres']:.1f} ms, clients {per['clients']:.1f} ms "
+            f"per approval (total {total:.1f} ms: {os.cpu_count()} CPUs allow {1000 * os.cpu_count() / total:.0f} "
+            f"approvals/s at that cost); steal {steal:.0f}% of the machine's CPU time"
+        )
+
+
 def _machine_speed() -> str:
     """A crude CPU speed probe (pure Python and a small pandas operation), to compare runs across machines."""
     import pandas as pd
@@ -503,10 +569,13 @@ def main(argv: list[str] | None = None) -> int:
             )
             for i in range(args.clients)
         ]
+        meter = CpuMeter(proc.pid)
+        threading.Timer(max(0.0, count_from - time.monotonic()), meter.start).start()
         for c in clients:
             c.start()
         for c in clients:
             c.join()
+        meter.stop()
         load_after = os.getloadavg()
         approvals = sum(c.approvals for c in clients)
         errors = sum((c.errors for c in clients), Counter())
@@ -529,6 +598,7 @@ def main(argv: list[str] | None = None) -> int:
                 samples.setdefault(key, text)
         for key, text in samples.items():
             print(f"  first {key}: {text}")
+        print(f"cpu           {meter.report(approvals)}")
         print(f"load average  {load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min)")
         print(f"cpu probe     {_machine_speed()}")
         if args.profile:
