@@ -82,7 +82,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import BigInteger, and_, cast, false, func, or_, select, text
+from sqlalchemy import BigInteger, and_, bindparam, cast, false, func, or_, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -661,6 +661,29 @@ def scope_clause(user: User):
 # --- writes ------------------------------------------------------------------------------
 
 
+# The two statements of every decision, built once (SQLAlchemy caches their SQL, not their construction).
+_LOCK_HOUSEHOLD_OF_REQUEST = (
+    select(Household)
+    .where(
+        Household.id
+        == select(ChangeRequest.household_pk).where(ChangeRequest.id == bindparam("cr_id")).scalar_subquery()
+    )
+    .with_for_update(of=Household)
+    .options(joinedload(Household.members))
+    .execution_options(populate_existing=True)
+)
+# The submitter (for the answer's "submitted_by") and the evidence list come in the same statement.
+_REQUEST_AFTER_LOCK = (
+    select(ChangeRequest)
+    .where(ChangeRequest.id == bindparam("cr_id"))
+    .options(
+        joinedload(ChangeRequest.submitted_by).lazyload(User.areas),
+        joinedload(ChangeRequest.evidence),
+    )
+    .execution_options(populate_existing=True)
+)
+
+
 def _lock_for_decision(change_request_id) -> tuple[Household | None, ChangeRequest]:
     """Serialise every decision on a request (approve, reject, withdraw, re-base) and every submission
     for the same household on one lock: the household's row, found from the request in the same
@@ -671,31 +694,9 @@ def _lock_for_decision(change_request_id) -> tuple[Household | None, ChangeReque
         cr_id = int(change_request_id)
     except (TypeError, ValueError):
         raise ChangeRequestNotFound(change_request_id) from None
-    household_pk = select(ChangeRequest.household_pk).where(ChangeRequest.id == cr_id).scalar_subquery()
-    household = (
-        db.session.execute(
-            select(Household)
-            .where(Household.id == household_pk)
-            .with_for_update(of=Household)
-            .options(joinedload(Household.members))
-            .execution_options(populate_existing=True)
-        )
-        .unique()
-        .scalar_one_or_none()
-    )
-    # The submitter (for the answer's "submitted_by") and the evidence list come in the same statement.
-    stmt = (
-        select(ChangeRequest)
-        .where(ChangeRequest.id == cr_id)
-        .options(
-            joinedload(ChangeRequest.submitted_by).lazyload(User.areas),
-            joinedload(ChangeRequest.evidence),
-        )
-        .execution_options(populate_existing=True)
-    )
-    if household is None:
-        stmt = stmt.with_for_update(of=ChangeRequest)
-    cr = db.session.execute(stmt).unique().scalar_one_or_none()
+    household = db.session.execute(_LOCK_HOUSEHOLD_OF_REQUEST, {"cr_id": cr_id}).unique().scalar_one_or_none()
+    stmt = _REQUEST_AFTER_LOCK if household is not None else _REQUEST_AFTER_LOCK.with_for_update(of=ChangeRequest)
+    cr = db.session.execute(stmt, {"cr_id": cr_id}).unique().scalar_one_or_none()
     if cr is None:
         raise ChangeRequestNotFound(change_request_id)
     if household is not None:
