@@ -24,9 +24,9 @@ re-based on a newer version by applying the same operation again):
   and the old household gets a new version without them, in one transaction.
 * ``deactivate``: ``{"inactive_reason": dissolved|duplicate|migrated, "duplicate_of": household id}``.
 
-Validation is the import's (``registry.validation.validate_record``, the rules of ``validate_records``:
-one code path) on the full
-proposed state, at submission and at re-base; the validated state is stored in ``proposed``.
+Validation is the import's (one code path: ``registry.validation.validate_record`` runs the rules of
+``validate_records`` on one household) on the full proposed state, at submission and at re-base; the
+validated state is stored in ``proposed``.
 Approval applies it only while its base version is still current, so it does not validate the same
 record against the same version again (``write_version(validated=True)``); national IDs are
 re-checked against other households, and the database's CHECK constraints and unique national-ID

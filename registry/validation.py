@@ -1,10 +1,11 @@
 """Validation of household and member records against the data dictionary.
 
 One code path for every way data enters the registry: a bulk import validates a chunk of
-thousands of rows at once, a change request or a hand-made household validates a frame of
-one row. Checks are vectorised (pandas), driven by the field specs in ``models.codes``,
-and every problem becomes an :class:`Issue` naming the row, the field, the value and the
-rule, never an exception half-way through.
+thousands of rows at once (:func:`validate_records`), a change request or a hand-made household
+validates one household from its dicts (:func:`validate_record`), through the same rules.
+Checks are vectorised (numpy, pandas where it pays), driven by the field specs in
+``models.codes``, and every problem becomes an :class:`Issue` naming the row, the field, the
+value and the rule, never an exception half-way through.
 """
 
 from __future__ import annotations
@@ -512,7 +513,7 @@ def _parse_frame(
     as_pandas: bool = True,
 ) -> dict[str, _Typed]:
     """Every field of one frame, typed; string columns become pandas ``string`` arrays in one call
-    (unless not ``as_pandas``)."""
+    (they stay object arrays when ``as_pandas`` is false)."""
     strings: list[str] = []
     typed = {f.spec.name: _parse_field(f, columns[f.spec.name], parsed, out, strings) for f in fields}
     if strings and as_pandas:
