@@ -384,14 +384,45 @@ _MEMBER_RULES = _field_rules(MEMBER_FIELDS)
 class _Typed:
     """A parsed column: the pandas column for the result, and per distinct value what the
     cross-field rules use (numbers: float, NaN when missing or invalid; dates: datetime64[D];
-    bools: True where true), gathered to rows on demand."""
+    bools: True where true), gathered to rows on demand.
 
-    __slots__ = ("column", "col", "values_v")
+    Numbers and bools are kept as per-row data and mask; their pandas masked array is built
+    only when ``column`` is read (for a frame, or by a rule that needs it): one household
+    validated from dicts reads its typed values straight from the data."""
 
-    def __init__(self, column, col: _Column, values_v: np.ndarray | None = None):
-        self.column = column
+    __slots__ = ("_column", "_masked", "col", "values_v")
+
+    def __init__(self, column, col: _Column, values_v: np.ndarray | None = None, masked: tuple | None = None):
+        self._column = column
+        self._masked = masked  # (pandas masked array type, data, mask) while ``column`` is not built
         self.col = col
         self.values_v = values_v
+
+    @classmethod
+    def masked(cls, array_type, data: np.ndarray, mask: np.ndarray, col: _Column, values_v: np.ndarray) -> _Typed:
+        return cls(None, col, values_v, (array_type, data, mask))
+
+    @property
+    def column(self):
+        if self._column is None:
+            array_type, data, mask = self._masked
+            self._column = array_type(data, mask)
+        return self._column
+
+    @column.setter
+    def column(self, value) -> None:
+        self._column = value
+        self._masked = None
+
+    def python_values(self) -> list:
+        """Per row: plain Python values, None when missing."""
+        if self._masked is not None:
+            _array_type, data, mask = self._masked
+            return [None if missing else value for value, missing in zip(data.tolist(), mask.tolist(), strict=True)]
+        values = self._column.tolist()
+        if not isinstance(self._column, np.ndarray):  # a pandas array: NA for missing
+            values = [None if v is pd.NA else v for v in values]
+        return values
 
     @property
     def present(self) -> np.ndarray:
@@ -442,19 +473,20 @@ def _parse_field(field: _FieldRule, col: _Column, parsed: _Parsed, out: _Collect
         mask = col.rows(~finite_v)
         if kind == "decimal":
             typed_v = np.round(safe, 2)
-            column = pd.arrays.FloatingArray(col.rows(typed_v), mask)
+            array_type = pd.arrays.FloatingArray
         else:
             typed_v = np.round(safe).astype(np.int64)
-            column = pd.arrays.IntegerArray(col.rows(typed_v), mask)
-        return _Typed(column, col, np.where(finite_v, typed_v, np.nan))
+            array_type = pd.arrays.IntegerArray
+        return _Typed.masked(array_type, col.rows(typed_v), mask, col, np.where(finite_v, typed_v, np.nan))
     if kind == "bool":
         lowered = [t.lower() if t is not None else None for t in texts]
         is_true = [t in TRUE_WORDS for t in lowered]
         unknown = [t not in FALSE_WORDS and not true for t, true in zip(lowered, is_true, strict=True)]
         out.add_per_value(col, [t is not None and u for t, u in zip(texts, unknown, strict=True)], name, rule)
         true_v = np.array(is_true, dtype=bool)
-        column = pd.arrays.BooleanArray(col.rows(true_v), col.rows(np.array(unknown, dtype=bool)))
-        return _Typed(column, col, true_v)
+        return _Typed.masked(
+            pd.arrays.BooleanArray, col.rows(true_v), col.rows(np.array(unknown, dtype=bool)), col, true_v
+        )
     if kind == "date":
         days = parsed.date_list(texts)
         dates = [d.item() for d in days]  # NaT gives None
@@ -635,12 +667,7 @@ def validate_record(
 def _typed_records(typed: dict[str, _Typed], n: int) -> list[dict]:
     """The typed columns as ``n`` dicts of plain Python values (None for missing), as
     :func:`typed_row` reads them from a frame."""
-    columns = {}
-    for name, t in typed.items():
-        values = t.column.tolist()
-        if not isinstance(t.column, np.ndarray):  # a pandas masked array: NA for missing
-            values = [None if v is pd.NA else v for v in values]
-        columns[name] = values
+    columns = {name: t.python_values() for name, t in typed.items()}
     return [{name: values[i] for name, values in columns.items()} for i in range(n)]
 
 
@@ -762,7 +789,9 @@ def _validate_columns(
     )
     fill = age_mask & derived_known
     ages = np.where(fill, derived, age_array.to_numpy(dtype=np.int64, na_value=0))
-    pm["age_years"].column = pd.arrays.IntegerArray(ages, age_mask & ~fill)
+    pm["age_years"] = _Typed.masked(
+        pd.arrays.IntegerArray, ages, age_mask & ~fill, pm["age_years"].col, pm["age_years"].values_v
+    )
 
     female = pm["sex"].values == 2
     age = np.where(age_mask & ~fill, np.nan, ages.astype(float))
