@@ -716,14 +716,28 @@ def _household_for_update(household_id: str, *, lock: bool = False) -> Household
     return household
 
 
-def _pending_for(household_pk: int, exclude_id: int | None = None) -> ChangeRequest | None:
-    stmt = select(ChangeRequest).where(ChangeRequest.household_pk == household_pk, ChangeRequest.status == "pending")
-    if exclude_id is not None:
-        stmt = stmt.where(ChangeRequest.id != exclude_id)
-    return db.session.scalars(stmt.order_by(ChangeRequest.id).limit(1)).first()
+#: The columns a refusal names (not the whole request: every submission asks, almost always for none).
+_PENDING_OF_HOUSEHOLD = (
+    select(ChangeRequest.id, ChangeRequest.household_id, ChangeRequest.kind, ChangeRequest.submitted_at)
+    .where(
+        ChangeRequest.household_pk == bindparam("household_pk"),
+        ChangeRequest.status == "pending",
+        ChangeRequest.id != bindparam("exclude_id"),
+    )
+    .order_by(ChangeRequest.id)
+    .limit(1)
+)
 
 
-def _pending_conflict(pending: ChangeRequest) -> ChangeRequestConflict:
+def _pending_for(household_pk: int, exclude_id: int | None = None):
+    """The household's pending request other than ``exclude_id`` (id, household_id, kind,
+    submitted_at), or None."""
+    # Request ids start at 1: 0 excludes none.
+    params = {"household_pk": household_pk, "exclude_id": exclude_id if exclude_id is not None else 0}
+    return db.session.execute(_PENDING_OF_HOUSEHOLD, params).first()
+
+
+def _pending_conflict(pending) -> ChangeRequestConflict:
     return ChangeRequestConflict(
         "pending_exists",
         f"household {pending.household_id} already has a pending change request ({pending.id}, {pending.kind}, "

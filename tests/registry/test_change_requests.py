@@ -293,6 +293,24 @@ def test_stale_request_is_marked_and_can_be_rebased(db_session, people, househol
     assert_current_equals_latest_snapshot(household)
 
 
+def test_a_stale_request_is_not_rebased_while_another_is_pending(db_session, people, households):
+    household = households.create()
+    first = edit(household, people["enumerator"], rooms=5)
+    stale = edit(household, people["enumerator"], single_pending=False, cattle=7)
+    crs.approve_change(first.id, people["supervisor"])
+    with pytest.raises(crs.ChangeRequestStale):
+        crs.approve_change(stale.id, people["supervisor"])
+    # Its own pending state never blocks a re-base; another request on the household does.
+    other = edit(hh.get_household(household.household_id), people["enumerator"], poultry=1)
+    with pytest.raises(crs.ChangeRequestConflict) as info:
+        crs.rebase_change(stale.id, people["enumerator"])
+    assert info.value.code == "pending_exists" and info.value.details["pending_change_request"] == other.id
+    assert info.value.details["kind"] == "edit_household" and f"({other.id}, edit_household" in str(info.value)
+    crs.withdraw_change(other.id, people["enumerator"])
+    rebased, _changed = crs.rebase_change(stale.id, people["enumerator"])
+    assert rebased.status == "pending" and rebased.base_version == 2
+
+
 def test_decided_requests_cannot_be_decided_again(db_session, people, households):
     household = households.create()
     cr = edit(household, people["enumerator"])
