@@ -704,13 +704,19 @@ def _lock_for_decision(change_request_id) -> tuple[Household | None, ChangeReque
     return household, cr
 
 
+_HOUSEHOLD_WITH_MEMBERS = (
+    select(Household).where(Household.household_id == bindparam("household_id")).options(joinedload(Household.members))
+)
+_HOUSEHOLD_WITH_MEMBERS_LOCKED = _HOUSEHOLD_WITH_MEMBERS.with_for_update(of=Household).execution_options(
+    populate_existing=True
+)
+
+
 def _household_for_update(household_id: str, *, lock: bool = False) -> Household:
     """The current state of a household by registry id, with its members, in one statement;
     ``lock``: under its row lock (``FOR UPDATE OF households``), read as it is once locked."""
-    stmt = select(Household).where(Household.household_id == household_id).options(joinedload(Household.members))
-    if lock:
-        stmt = stmt.with_for_update(of=Household).execution_options(populate_existing=True)
-    household = db.session.execute(stmt).unique().scalar_one_or_none()
+    stmt = _HOUSEHOLD_WITH_MEMBERS_LOCKED if lock else _HOUSEHOLD_WITH_MEMBERS
+    household = db.session.execute(stmt, {"household_id": household_id}).unique().scalar_one_or_none()
     if household is None:
         raise hh.HouseholdNotFound(household_id)
     return household
