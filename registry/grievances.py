@@ -43,7 +43,7 @@ import statistics
 from collections import Counter
 from collections.abc import Mapping
 
-from sqlalchemy import and_, exists, func, or_, select, true
+from sqlalchemy import and_, bindparam, exists, func, or_, select, true
 
 from models import Household, User, db
 from models.base import utcnow
@@ -567,6 +567,21 @@ def complete_verification(task: VerificationTask, *, actor: User, finding: str, 
     return task
 
 
+#: Open verification tasks of a household, or of a change request (an approval asks for both; a
+#: NULL request id matches none). Built once: every approval runs it.
+_OPEN_TASKS_OF_APPROVAL = (
+    select(VerificationTask.id)
+    .where(
+        VerificationTask.status == "open",
+        or_(
+            VerificationTask.household_pk == bindparam("household_pk"),
+            VerificationTask.change_request_id == bindparam("cr_id"),
+        ),
+    )
+    .order_by(VerificationTask.id)
+)
+
+
 def on_change_approved(household: Household, version, actor: User | None) -> None:
     """``AFTER_APPROVAL_HOOKS`` entry: runs inside the approval transaction.
 
@@ -574,17 +589,17 @@ def on_change_approved(household: Household, version, actor: User | None) -> Non
     gets the approval on its timeline and its verification completed. It never makes the approval
     fail: its work runs in a savepoint and a failure is logged, not raised."""
     cr_id = _change_request_id_of(version)
-    clauses = [VerificationTask.household_pk == household.id]
-    if cr_id is not None:
-        clauses.append(VerificationTask.change_request_id == cr_id)
-    # Almost every approval concerns no case: one indexed read, and a savepoint only when there is work.
-    # The approval's pending writes (its request, its audit events) cannot change which tasks are
-    # open: they are flushed with the approval's next write rather than on their own before this read.
-    open_tasks = select(VerificationTask).where(VerificationTask.status == "open", or_(*clauses))
+    # Almost every approval concerns no case: one indexed read of ids, and the tasks themselves and a
+    # savepoint only when there is work. The approval's pending writes (its request, its audit
+    # events) cannot change which tasks are open: they are flushed with the approval's next write
+    # rather than on their own before this read.
     with db.session.no_autoflush:
-        tasks = list(db.session.scalars(open_tasks.order_by(VerificationTask.id)))
-    if not tasks:
+        task_ids = db.session.scalars(_OPEN_TASKS_OF_APPROVAL, {"household_pk": household.id, "cr_id": cr_id}).all()
+    if not task_ids:
         return
+    tasks = db.session.scalars(
+        select(VerificationTask).where(VerificationTask.id.in_(task_ids)).order_by(VerificationTask.id)
+    ).all()
     try:
         with db.session.begin_nested():
             cr = db.session.get(ChangeRequest, cr_id) if cr_id is not None else None
