@@ -1009,6 +1009,25 @@ def test_imported_version_1_keeps_its_state_when_the_household_changes(db_sessio
     assert get_version(other, 1).snapshot == snapshot_of(other)
 
 
+def test_a_loaded_version_1_row_reads_its_stored_snapshot_after_the_first_change(db_session, tmp_path):
+    """A version-1 row already in the session (a history page, a diff) must not keep reading "by
+    reference" once the first change stored its snapshot: the current tables no longer hold it."""
+    from registry.households import get_household, get_version, write_version
+
+    data = good(1)
+    import_files(*write_files(tmp_path, data), actor=None)
+    household = get_household(data[0][0]["household_id"])
+    imported_state = snapshot_of(household)
+    version_1 = db_session.scalar(
+        select(HouseholdVersion).where(HouseholdVersion.household_pk == household.id, HouseholdVersion.version_no == 1)
+    )
+    assert version_1.snapshot is None
+    values = {**imported_state["household"], "rooms": imported_state["household"]["rooms"] + 1}
+    write_version(household, values, imported_state["members"], actor=None, source="test", reason="a room added")
+    assert version_1.snapshot == imported_state  # the same object, not reloaded
+    assert get_version(household, 1).snapshot == imported_state
+
+
 def test_only_a_version_1_may_leave_its_snapshot_to_the_current_tables(db_session, households):
     from sqlalchemy.exc import IntegrityError
 
