@@ -137,6 +137,11 @@ AREA_TYPES_TTL = 300.0
 _area_types_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def read_union_area_types() -> dict[str, int]:
+    """Every union's area type, read now (an import validates against the geography as it is)."""
+    return dict(db.session.execute(select(Area.code, Area.area_type).where(Area.level == "union")).all())
+
+
 def union_area_types(codes: Iterable[str]) -> dict[str, int]:
     """Area type of each known union among ``codes`` (unknown codes are absent).
 
@@ -149,7 +154,7 @@ def union_area_types(codes: Iterable[str]) -> dict[str, int]:
     if read_at is None or time.monotonic() - read_at > AREA_TYPES_TTL:
         # All of them at once (about 5,000 rows): submissions come from every union.
         read_at = time.monotonic()
-        known = dict(db.session.execute(select(Area.code, Area.area_type).where(Area.level == "union")).all())
+        known = read_union_area_types()
         _area_types_cache[engine] = (read_at, known)
         missing = []
     else:

@@ -61,12 +61,13 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import select
 
-from models import Area, Job, User, db
+from models import Job, User, db
 from models.base import utcnow
 from models.codes import HOUSEHOLD_FIELD_NAMES, MEMBER_FIELD_NAMES
 from registry import import_sql
 from registry.access import AccessDenied, has_national_scope, require_role
 from registry.audit import record_event
+from registry.geo import read_union_area_types
 from registry.jobs import JobContext, JobError, enqueue, housekeeping, job_handler, job_view, run_job
 from registry.privacy import MASK, PII_HOUSEHOLD_FIELDS, PII_MEMBER_FIELDS, mask_member
 from registry.validation import Issue, validate_records
@@ -1044,7 +1045,7 @@ def _validate_and_stage(load, plan: _Plan, writer, counter, progress) -> dict:
     ``load`` as it comes, in this process; ``load.prepare(task, household_rows)``, if it exists,
     completes each task before it is dispatched. Returns the time spent loading and the member
     rows that matched a household."""
-    union_types = dict(db.session.execute(select(Area.code, Area.area_type).where(Area.level == "union")).all())
+    union_types = read_union_area_types()
     hh_split, pool = plan.hh_split, plan.pool
     households = hh_split.rows
     tasks = [
