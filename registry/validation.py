@@ -665,8 +665,8 @@ def validate_record(
 
 
 def _typed_records(typed: dict[str, _Typed], n: int) -> list[dict]:
-    """The typed columns as ``n`` dicts of plain Python values (None for missing), as
-    :func:`typed_row` reads them from a frame."""
+    """The typed columns as ``n`` dicts of plain Python values (None for missing): the values a
+    frame of :func:`validate_records` holds, as the ORM and JSON take them."""
     columns = {name: t.python_values() for name, t in typed.items()}
     return [{name: values[i] for name, values in columns.items()} for i in range(n)]
 
@@ -836,33 +836,3 @@ def _validate_columns(
             )
 
     return ph, pm, hh_col.issues + m_col.issues
-
-
-def records_from_dicts(household: Mapping, members: list[Mapping]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Frames of one household (and its members) from plain dicts, for single-record validation."""
-    hh = pd.DataFrame([{k: household.get(k) for k in HOUSEHOLD_FIELD_NAMES}], dtype=object)
-    mem = pd.DataFrame(
-        [{**{k: m.get(k) for k in MEMBER_FIELD_NAMES}, "household_id": household.get("household_id")} for m in members],
-        columns=list(MEMBER_FIELD_NAMES),
-        dtype=object,
-    )
-    return hh, mem
-
-
-def typed_row(frame: pd.DataFrame, index) -> dict:
-    """A typed record as plain Python values (None for missing), ready for the ORM or JSON."""
-    out = {}
-    for key, value in frame.loc[index].items():
-        if key == "_row":
-            continue
-        if value is pd.NA or value is None or (isinstance(value, float) and np.isnan(value)):
-            out[key] = None
-        elif isinstance(value, np.bool_):
-            out[key] = bool(value)
-        elif isinstance(value, np.integer):
-            out[key] = int(value)
-        elif isinstance(value, np.floating):
-            out[key] = float(value)
-        else:
-            out[key] = value
-    return out

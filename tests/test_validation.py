@@ -2,21 +2,49 @@
 
 import datetime as dt
 import random
+from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from models.codes import HOUSEHOLD_FIELD_NAMES, MEMBER_FIELD_NAMES
-from registry.validation import (
-    SMALL_FRAME_ROWS,
-    records_from_dicts,
-    typed_row,
-    validate_record,
-    validate_records,
-)
+from registry.validation import SMALL_FRAME_ROWS, validate_record, validate_records
 from tests.factories import default_members, household_record, member
 
 UNIONS = {"10040915": 1, "10040999": 2}
+
+
+# One household as the frames of the import's path (``validate_records``), and a typed row read
+# back as plain values: the reference the change-request path (``validate_record``) is held to.
+def records_from_dicts(household: Mapping, members: list[Mapping]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Frames of one household (and its members) from plain dicts, as an import chunk holds them."""
+    hh = pd.DataFrame([{k: household.get(k) for k in HOUSEHOLD_FIELD_NAMES}], dtype=object)
+    mem = pd.DataFrame(
+        [{**{k: m.get(k) for k in MEMBER_FIELD_NAMES}, "household_id": household.get("household_id")} for m in members],
+        columns=list(MEMBER_FIELD_NAMES),
+        dtype=object,
+    )
+    return hh, mem
+
+
+def typed_row(frame: pd.DataFrame, index) -> dict:
+    """A typed record of a frame as plain Python values (None for missing)."""
+    out = {}
+    for key, value in frame.loc[index].items():
+        if key == "_row":
+            continue
+        if value is pd.NA or value is None or (isinstance(value, float) and np.isnan(value)):
+            out[key] = None
+        elif isinstance(value, np.bool_):
+            out[key] = bool(value)
+        elif isinstance(value, np.integer):
+            out[key] = int(value)
+        elif isinstance(value, np.floating):
+            out[key] = float(value)
+        else:
+            out[key] = value
+    return out
 
 
 def issues_for(record, members):
