@@ -18,9 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import event, func, select, update
+from sqlalchemy import bindparam, event, func, select, update
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from models import Household, HouseholdVersion, Member, User, db
 from models.base import utcnow
@@ -206,18 +207,35 @@ def write_version(
     return _insert_version(household, next_no, actor, source, source_ref, reason)
 
 
+_VERSIONS = HouseholdVersion.__table__
+#: Built once: every first change of an imported household runs it. A Core statement (not an ORM
+#: bulk UPDATE): the ORM's evaluation of the WHERE against the session costs more than the UPDATE,
+#: and the one object it could concern is found by its id below.
+_STORE_IMPORTED_SNAPSHOT = (
+    update(_VERSIONS)
+    .where(
+        _VERSIONS.c.household_pk == bindparam("of_household"),
+        _VERSIONS.c.version_no == 1,
+        _VERSIONS.c.snapshot.is_(None),
+    )
+    .values(snapshot=bindparam("stored_snapshot", type_=_VERSIONS.c.snapshot.type))
+    .returning(_VERSIONS.c.id)
+)
+
+
 def _store_imported_snapshot(household: Household, snapshot: dict | None = None) -> None:
     """Store version 1's snapshot if an import left it to the current tables, which still hold it
     (``snapshot``: already taken from them)."""
-    db.session.execute(
-        update(HouseholdVersion)
-        .where(
-            HouseholdVersion.household_pk == household.id,
-            HouseholdVersion.version_no == 1,
-            HouseholdVersion.snapshot.is_(None),
-        )
-        .values(snapshot=snapshot if snapshot is not None else snapshot_of(household))
-    )
+    if snapshot is None:
+        snapshot = snapshot_of(household)
+    version_id = db.session.execute(
+        _STORE_IMPORTED_SNAPSHOT, {"of_household": household.id, "stored_snapshot": snapshot}
+    ).scalar()
+    loaded = None if version_id is None else db.session.identity_map.get(identity_key(HouseholdVersion, version_id))
+    if loaded is not None:
+        # A version-1 row loaded earlier in this transaction must read what is now stored, not the
+        # current tables, which are about to hold the next version.
+        set_committed_value(loaded, "snapshot", snapshot)
 
 
 #: ``Session.info`` key: snapshots of the versions this transaction replaced, by (household pk, version).
