@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from models import Job, User, db
@@ -64,14 +64,31 @@ def load_handlers() -> None:
         importlib.import_module(module)
 
 
+#: Built once: every approval queues a re-score through it.
+_INSERT_JOB = insert(Job.__table__).returning(Job.__table__.c.id)
+
+
+def queue_job(kind: str, payload: dict, *, actor: User | None, max_attempts: int = 3) -> int:
+    """Queue a job and audit it; return its id (committed by the caller).
+
+    One INSERT, without flushing the session: a caller inside a larger unit of work (an approval's
+    re-score hook) then writes its own changes and this audit event with its next flush, instead of
+    flushing once more only to learn the job's id."""
+    values = {
+        "kind": kind,
+        "payload": payload,
+        "max_attempts": max_attempts,
+        "created_by_id": actor.id if actor else None,
+    }
+    with db.session.no_autoflush:  # the row depends on nothing pending
+        job_id = db.session.execute(_INSERT_JOB, values).scalar_one()
+    record_event(actor, "job.enqueue", "job", job_id, summary=f"queued {kind} job {job_id}")
+    return job_id
+
+
 def enqueue(kind: str, payload: dict, *, actor: User | None, max_attempts: int = 3) -> Job:
-    """Queue a job (flushed; committed by the caller) and audit it."""
-    job = Job(kind=kind, payload=payload, status="queued", created_by_id=actor.id if actor else None)
-    job.max_attempts = max_attempts
-    db.session.add(job)
-    db.session.flush()
-    record_event(actor, "job.enqueue", "job", job.id, summary=f"queued {kind} job {job.id}")
-    return job
+    """Queue a job (committed by the caller), audit it, and return it."""
+    return db.session.get(Job, queue_job(kind, payload, actor=actor, max_attempts=max_attempts))
 
 
 @dataclass

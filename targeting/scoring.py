@@ -48,7 +48,7 @@ from models.codes import HOUSEHOLD_FIELDS, MEMBER_FIELDS, FieldSpec
 from registry.access import require_area, require_role
 from registry.audit import record_event
 from registry.geo import get_area
-from registry.jobs import JobContext, JobError, enqueue, job_handler, job_view
+from registry.jobs import JobContext, JobError, enqueue, job_handler, job_view, queue_job
 from targeting import ranking
 from targeting.calibration import assign_strata
 from targeting.features import (
@@ -644,8 +644,13 @@ class _Scored:
         """Results as one array per column, ordered by household key; the last result for a
         household wins (a re-read after reconciliation replaces the first)."""
         out = {}
-        for name, dtype in (("pk", np.int64), ("version", np.int64), ("union", np.int64), ("stratum", np.int16),
-                            ("predicted", np.float64)):
+        for name, dtype in (
+            ("pk", np.int64),
+            ("version", np.int64),
+            ("union", np.int64),
+            ("stratum", np.int16),
+            ("predicted", np.float64),
+        ):
             parts = getattr(self, name)
             out[name] = np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.zeros(0, dtype=dtype)
         pk = out["pk"]
@@ -1161,7 +1166,7 @@ def enqueue_household_rescore(household: Household, version, actor: User | None)
     """After-approval hook: queue a re-score of the household in the approval's transaction, so
     the job exists iff the approval commits; failures are retried by the job system."""
     version_no = getattr(version, "version_no", version)
-    enqueue(
+    queue_job(
         RESCORE_JOB,
         {"household_pk": household.id, "version": version_no},
         actor=actor,

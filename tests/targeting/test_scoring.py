@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from sqlalchemy import delete, func, select
 
-from models import Area, Household, HouseholdScore, Job, PmtModel, ScoreRun, db
+from models import Area, AuditEvent, Household, HouseholdScore, Job, PmtModel, ScoreRun, db
 from models.base import utcnow
 from models.codes import HOUSEHOLD_FIELD_NAMES
 from registry import change_requests as crs
@@ -414,6 +414,12 @@ def test_approval_rescores_the_household_into_the_current_run(
     queued = db_session.scalars(select(Job).where(Job.kind == scoring.RESCORE_JOB)).all()
     assert len(queued) == 1 and queued[0].payload["household_pk"] == target.id
     assert queued[0].max_attempts == scoring.RESCORE_ATTEMPTS
+    # The queued job is audited in the approval's transaction, as the approver, under its own id.
+    audited = db_session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "job.enqueue", AuditEvent.object_id == str(queued[0].id))
+    ).all()
+    assert [(e.actor_id, e.object_type) for e in audited] == [(queued[0].created_by_id, "job")]
+    assert queued[0].created_by_id == supervisors[1].id
     jobs.run_pending()
 
     assert scoring.current_run() == run  # updated in place, not a new run
