@@ -281,3 +281,35 @@ def test_random_odd_cells_give_the_same_issues_and_values_alone_and_in_bulk(seed
     assert len(bulk) > 30
     assert together.households.dtypes.to_dict() == result.households.dtypes.to_dict()
     assert together.members.dtypes.to_dict() == result.members.dtypes.to_dict()
+
+
+def test_a_few_dates_are_read_exactly_as_pandas_reads_many():
+    """One household's dates take a numpy path; it must accept and refuse what pandas does."""
+    from registry.validation import _pandas_dates, _parse_dates
+
+    rng = random.Random(5)
+    texts = [f"{y:04d}-{m:02d}-{d:02d}" for y in (1900, 1999, 2000, 2023, 2024) for m in range(14) for d in range(33)]
+    texts += [f"{rng.randint(1000, 2999):04d}-{rng.randint(0, 13):02d}-{rng.randint(0, 32):02d}" for _ in range(500)]
+    texts += [
+        "2020-1-5",
+        "2020-01-5",
+        "0999-01-01",
+        "3000-01-01",
+        "2020-01-05T00",
+        "20200105",
+        "2020/01/05",
+        "2020-01-05 ",
+        "٢٠٢٠-০১-০৫",
+        "২০২০-০১-০৫",
+        "2020-01-32",
+        "x",
+        "",
+        "1e3",
+        "-2020-01-01",
+    ]
+    rng.shuffle(texts)
+    assert any(np.isnat(d) for d in _pandas_dates(texts)) and not all(np.isnat(d) for d in _pandas_dates(texts))
+    for start in range(0, len(texts), SMALL_FRAME_ROWS):
+        chunk = texts[start : start + SMALL_FRAME_ROWS]
+        got, want = _parse_dates(chunk), _pandas_dates(chunk)
+        assert [str(d) for d in got] == [str(d) for d in want], chunk
