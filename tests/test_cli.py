@@ -34,3 +34,17 @@ def test_geo_load_twice_changes_nothing(runner):
     result = runner.invoke(args=["geo", "load"])
     assert result.exit_code == 0
     assert "union       5160 in registry (0 inserted, 0 updated, 5160 unchanged)" in result.output
+
+
+def test_serve_passes_the_worker_shape_to_gunicorn(runner, monkeypatch):
+    import web.serve
+
+    seen = []
+    monkeypatch.setattr(web.serve._Gunicorn, "run", lambda self: seen.append(self._options))
+    assert runner.invoke(args=["serve", "--workers", "3", "--worker-connections", "6"]).exit_code == 0
+    assert runner.invoke(args=["serve"]).exit_code == 0
+    capped, default = seen
+    assert (capped["workers"], capped["threads"], capped["worker_connections"]) == (3, 4, 6)
+    assert "worker_connections" not in default  # gunicorn's own default
+    refused = runner.invoke(args=["serve", "--worker-connections", "0"])
+    assert refused.exit_code == 2 and "--worker-connections" in refused.output

@@ -104,11 +104,20 @@ def users_token(username):
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int)
 @click.option("--threads", default=4, show_default=True, type=int)
-def serve(host, port, workers, threads):
+@click.option(
+    "--worker-connections",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Most connections one worker holds (gunicorn's default: 1000). Behind a proxy that keeps a "
+    "few upstream connections alive, a cap a little above --threads spreads them over the workers.",
+)
+def serve(host, port, workers, threads, worker_connections):
     """Serve the application with gunicorn (a production WSGI server)."""
     from web.serve import run_gunicorn
 
-    run_gunicorn(_create_app, host=host, port=port, workers=workers, threads=threads)
+    run_gunicorn(
+        _create_app, host=host, port=port, workers=workers, threads=threads, worker_connections=worker_connections
+    )
 
 
 @main.command("demo")
