@@ -10,7 +10,12 @@
    ``postgresql://postgres@127.0.0.1:5432/postgres``), migrates it, loads the geography and
    imports ``--households`` synthetic households (``registry.synth`` + ``registry.importer``,
    the ``socreg import`` path). ``--database-url`` reuses a prepared database instead.
-2. Starts the real server (``socreg serve``: gunicorn, ``--workers`` x ``--threads``) on 127.0.0.1.
+2. Starts the real server (``socreg serve``: gunicorn, ``--workers`` x ``--threads``) on 127.0.0.1,
+   each worker holding at most ``--worker-connections`` connections (default ``--threads`` + 2).
+   The clients' eight kept-alive connections stay with the worker that accepted them; uncapped,
+   they sometimes all landed in one worker, whose interpreter lock then held the run to about
+   70% of what the CPUs allowed (one run in three on this machine). The cap spreads them, as
+   many short-lived connections through a proxy would be; the split is printed.
 3. Runs ``--clients`` threads for ``--seconds``: each repeatedly submits an ``edit_household``
    change request as an enumerator (``POST /api/v1/change-requests``) and approves it as a
    supervisor (``POST /api/v1/change-requests/{id}/approve``), on its own households (so no
@@ -208,7 +213,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(url: str, port: int, workers: int, threads: int) -> subprocess.Popen:
+def _start_server(url: str, port: int, workers: int, threads: int, worker_connections: int) -> subprocess.Popen:
     env = dict(os.environ)
     env.update(
         SOCREG_DATABASE_URL=url,
@@ -229,6 +234,7 @@ def _start_server(url: str, port: int, workers: int, threads: int) -> subprocess
             str(workers),
             "--threads",
             str(threads),
+            *(["--worker-connections", str(worker_connections)] if worker_connections else []),
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -248,6 +254,44 @@ def _start_server(url: str, port: int, workers: int, threads: int) -> subprocess
         except OSError:
             time.sleep(0.5)
     raise SystemExit("server did not start within 120 s")
+
+
+def _connections_by_worker(server_pid: int, port: int) -> list[int] | None:
+    """How many established connections to ``port`` each gunicorn worker (a child of
+    ``server_pid``) holds, most first (Linux ``/proc``; None elsewhere). A worker holds a
+    kept-alive connection for good, so this split decides how many interpreters share the work."""
+    try:
+        children = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as fh:
+                        text = fh.read()
+                except OSError:
+                    continue
+                if int(text[text.rindex(")") + 2 :].split()[1]) == server_pid:
+                    children.append(int(entry))
+        established = set()
+        with open("/proc/net/tcp") as fh:
+            next(fh)
+            for line in fh:
+                fields = line.split()
+                if fields[3] == "01" and int(fields[1].split(":")[1], 16) == port:
+                    established.add(fields[9])
+        counts = []
+        for pid in children:
+            inodes = set()
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+            counts.append(len(inodes & established))
+        return sorted(counts, reverse=True)
+    except OSError:
+        return None
 
 
 class Client(threading.Thread):
@@ -524,6 +568,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument(
+        "--worker-connections",
+        type=int,
+        default=None,
+        help="connections one worker may hold (socreg serve --worker-connections; default: threads + 2; "
+        "0: gunicorn's default of 1000, with which all clients' kept-alive connections may land in one worker)",
+    )
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--database-url", default=None, help="reuse this prepared database (not dropped)")
     parser.add_argument("--keep", action="store_true", help="keep the fresh database (prints its URL)")
@@ -551,7 +602,8 @@ def main(argv: list[str] | None = None) -> int:
             pending = _pending_requests(url, prepared)
             _log(f"wrote {sum(map(len, pending)):,} pending requests in {time.perf_counter() - started:.0f} s")
         port = _free_port()
-        proc = _start_server(url, port, args.workers, args.threads)
+        worker_connections = args.threads + 2 if args.worker_connections is None else args.worker_connections
+        proc = _start_server(url, port, args.workers, args.threads, worker_connections)
         _log(f"server up on 127.0.0.1:{port} ({args.workers} workers x {args.threads} threads)")
         load_before = os.getloadavg()
         now = time.monotonic()
@@ -571,6 +623,11 @@ def main(argv: list[str] | None = None) -> int:
         ]
         meter = CpuMeter(proc.pid)
         threading.Timer(max(0.0, count_from - time.monotonic()), meter.start).start()
+        split: list = []
+        threading.Timer(
+            max(0.0, count_from + args.seconds / 2 - time.monotonic()),
+            lambda: split.append(_connections_by_worker(proc.pid, port)),
+        ).start()
         for c in clients:
             c.start()
         for c in clients:
@@ -584,9 +641,11 @@ def main(argv: list[str] | None = None) -> int:
         mode = "approve only (pre-written requests)" if args.approve_only else "submit + approve cycles"
         print(
             f"\napproval benchmark, {mode}: {args.households:,} households, {args.clients} clients, "
-            f"{args.seconds:g} s (after {args.warmup:g} s warm-up), server {args.workers}x{args.threads}, "
-            f"{os.cpu_count()} CPUs"
+            f"{args.seconds:g} s (after {args.warmup:g} s warm-up), server {args.workers}x{args.threads} "
+            f"(at most {worker_connections or 'gunicorn default'} connections per worker), {os.cpu_count()} CPUs"
         )
+        if split and split[0] is not None:
+            print(f"connections   per worker at mid-run: {', '.join(map(str, split[0]))}")
         print(f"approvals/s   {approvals / window:8.1f}   ({approvals} approvals in {window:.1f} s)")
         print(f"submit        {_percentiles([m for c in clients for m in c.submit_ms])}")
         print(f"approve       {_percentiles([m for c in clients for m in c.approve_ms])}")
