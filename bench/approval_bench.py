@@ -14,8 +14,8 @@
    each worker holding at most ``--worker-connections`` connections (default ``--threads`` + 2).
    The clients' eight kept-alive connections stay with the worker that accepted them; uncapped,
    they sometimes all landed in one worker, whose interpreter lock then held the run to about
-   70% of what the CPUs allowed (4 runs in 20 on this machine). The cap spreads them, as many
-   short-lived connections through a proxy would be; the split is printed.
+   70% of what the CPUs allowed (3 of 19 undisturbed runs on this machine). The cap spreads
+   them, as many short-lived connections through a proxy would be; the split is printed.
 3. Runs ``--clients`` threads for ``--seconds``: each repeatedly submits an ``edit_household``
    change request as an enumerator (``POST /api/v1/change-requests``) and approves it as a
    supervisor (``POST /api/v1/change-requests/{id}/approve``), on its own households (so no
