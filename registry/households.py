@@ -21,7 +21,6 @@ from decimal import Decimal
 from sqlalchemy import bindparam, event, func, select, update
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.orm.util import identity_key
 
 from models import Household, HouseholdVersion, Member, User, db
 from models.base import utcnow
@@ -210,7 +209,7 @@ def write_version(
 _VERSIONS = HouseholdVersion.__table__
 #: Built once: every first change of an imported household runs it. A Core statement (not an ORM
 #: bulk UPDATE): the ORM's evaluation of the WHERE against the session costs more than the UPDATE,
-#: and the one object it could concern is found by its id below.
+#: and the one object it could concern is looked for below.
 _STORE_IMPORTED_SNAPSHOT = (
     update(_VERSIONS)
     .where(
@@ -219,7 +218,6 @@ _STORE_IMPORTED_SNAPSHOT = (
         _VERSIONS.c.snapshot.is_(None),
     )
     .values(snapshot=bindparam("stored_snapshot", type_=_VERSIONS.c.snapshot.type))
-    .returning(_VERSIONS.c.id)
 )
 
 
@@ -228,14 +226,19 @@ def _store_imported_snapshot(household: Household, snapshot: dict | None = None)
     (``snapshot``: already taken from them)."""
     if snapshot is None:
         snapshot = snapshot_of(household)
-    version_id = db.session.execute(
+    stored = db.session.execute(
         _STORE_IMPORTED_SNAPSHOT, {"of_household": household.id, "stored_snapshot": snapshot}
-    ).scalar()
-    loaded = None if version_id is None else db.session.identity_map.get(identity_key(HouseholdVersion, version_id))
-    if loaded is not None:
-        # A version-1 row loaded earlier in this transaction must read what is now stored, not the
-        # current tables, which are about to hold the next version.
-        set_committed_value(loaded, "snapshot", snapshot)
+    ).rowcount
+    if not stored:
+        return
+    # A version-1 row loaded earlier in this transaction must read what is now stored, not the
+    # current tables, which are about to hold the next version. (Found in the session rather than
+    # by RETURNING, which SQLite before 3.35 lacks.)
+    for loaded in list(db.session.identity_map.values()):
+        if type(loaded) is HouseholdVersion:
+            values = loaded.__dict__
+            if values.get("household_pk") == household.id and values.get("version_no") == 1:
+                set_committed_value(loaded, "snapshot", snapshot)
 
 
 #: ``Session.info`` key: snapshots of the versions this transaction replaced, by (household pk, version).

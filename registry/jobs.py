@@ -65,7 +65,7 @@ def load_handlers() -> None:
 
 
 #: Built once: every approval queues a re-score through it.
-_INSERT_JOB = insert(Job.__table__).returning(Job.__table__.c.id)
+_INSERT_JOB = insert(Job.__table__)
 
 
 def queue_job(kind: str, payload: dict, *, actor: User | None, max_attempts: int = 3) -> int:
@@ -81,7 +81,8 @@ def queue_job(kind: str, payload: dict, *, actor: User | None, max_attempts: int
         "created_by_id": actor.id if actor else None,
     }
     with db.session.no_autoflush:  # the row depends on nothing pending
-        job_id = db.session.execute(_INSERT_JOB, values).scalar_one()
+        # The new key by RETURNING where the database has it, else by the cursor's lastrowid.
+        job_id = db.session.execute(_INSERT_JOB, values).inserted_primary_key[0]
     record_event(actor, "job.enqueue", "job", job_id, summary=f"queued {kind} job {job_id}")
     return job_id
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import delete, event, func, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from models import AuditEvent, Household, HouseholdVersion, Job, Member
+from models import AuditEvent, Household, HouseholdVersion, Job, Member, db
 from models.base import utcnow
 from models.change_request import MemberMatchKey
 from models.codes import HOUSEHOLD_FIELD_NAMES, MEMBER_FIELD_NAMES
@@ -1026,6 +1026,73 @@ def test_a_loaded_version_1_row_reads_its_stored_snapshot_after_the_first_change
     write_version(household, values, imported_state["members"], actor=None, source="test", reason="a room added")
     assert version_1.snapshot == imported_state  # the same object, not reloaded
     assert get_version(household, 1).snapshot == imported_state
+
+
+def test_the_first_change_and_a_queued_job_need_no_returning(tmp_path, monkeypatch):
+    """SQLite before 3.35 has no RETURNING: on such an embedded database the first change of an
+    imported household must still store version 1 (for an object already loaded too), and a
+    queued job must get its own id. A fresh app whose SQLite driver reports 3.31 (Ubuntu 20.04's)
+    has SQLAlchemy avoid RETURNING everywhere; this checks that our own statements do too. (It
+    uses its own SQLite file, whichever database the suite runs on.)"""
+    import sqlite3.dbapi2
+
+    from flask_migrate import upgrade
+
+    from registry.geo import load_geography
+    from web.app import create_app
+
+    monkeypatch.setattr(sqlite3.dbapi2, "sqlite_version_info", (3, 31, 1))  # SQLAlchemy's SQLite driver module
+    old = create_app(
+        "testing", SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'old.db'}", UPLOAD_FOLDER=str(tmp_path / "up")
+    )
+    sent = []
+
+    def record(conn, cursor, statement, *args):
+        sent.append(statement)
+
+    with old.app_context():
+        upgrade()
+        load_geography()
+        db.session.commit()
+        assert not db.engine.dialect.update_returning and not db.engine.dialect.insert_returning
+        event.listen(db.engine, "before_cursor_execute", record)
+        _first_change_and_jobs(db.session, tmp_path)
+        db.session.remove()
+        db.engine.dispose()
+    assert any(sql.startswith("UPDATE household_versions") for sql in sent)
+    assert any(sql.startswith("INSERT INTO jobs") for sql in sent)
+    assert not [sql for sql in sent if "RETURNING" in sql.upper()]
+
+
+def _first_change_and_jobs(db_session, tmp_path):
+    from registry.households import get_household, write_version
+
+    data = good(2)
+    import_files(*write_files(tmp_path, data), actor=None)
+    household = get_household(data[0][0]["household_id"])
+    imported_state = snapshot_of(household)
+    version_1 = db_session.scalar(
+        select(HouseholdVersion).where(HouseholdVersion.household_pk == household.id, HouseholdVersion.version_no == 1)
+    )
+    assert version_1.snapshot is None
+    values = {**imported_state["household"], "rooms": imported_state["household"]["rooms"] + 1}
+    write_version(household, values, imported_state["members"], actor=None, source="test", reason="a room added")
+    assert version_1.snapshot == imported_state
+    db_session.commit()
+    stored = db_session.scalar(
+        select(HouseholdVersion.snapshot).where(
+            HouseholdVersion.household_pk == household.id, HouseholdVersion.version_no == 1
+        )
+    )
+    assert stored == imported_state
+    first, second = (jobs.queue_job("test.ok", {"n": n}, actor=None) for n in (1, 2))
+    db_session.commit()
+    assert [(j.id, j.payload["n"]) for j in db_session.scalars(select(Job).where(Job.id.in_([first, second])))] == [
+        (first, 1),
+        (second, 2),
+    ]
+    audited = db_session.scalars(select(AuditEvent.object_id).where(AuditEvent.action == "job.enqueue")).all()
+    assert {str(first), str(second)} <= set(audited)
 
 
 def test_only_a_version_1_may_leave_its_snapshot_to_the_current_tables(db_session, households):
