@@ -1009,21 +1009,30 @@ def test_imported_version_1_keeps_its_state_when_the_household_changes(db_sessio
     assert get_version(other, 1).snapshot == snapshot_of(other)
 
 
-def test_a_loaded_version_1_row_reads_its_stored_snapshot_after_the_first_change(db_session, tmp_path):
-    """A version-1 row already in the session (a history page, a diff) must not keep reading "by
-    reference" once the first change stored its snapshot: the current tables no longer hold it."""
-    from registry.households import get_household, get_version, write_version
+def _first_change_of_an_imported_household(session, tmp_path):
+    """Import a household, load its version-1 row (snapshot left to the current tables), then
+    change it once; returns the household, that row and the state imported."""
+    from registry.households import get_household, write_version
 
     data = good(1)
     import_files(*write_files(tmp_path, data), actor=None)
     household = get_household(data[0][0]["household_id"])
     imported_state = snapshot_of(household)
-    version_1 = db_session.scalar(
+    version_1 = session.scalar(
         select(HouseholdVersion).where(HouseholdVersion.household_pk == household.id, HouseholdVersion.version_no == 1)
     )
     assert version_1.snapshot is None
     values = {**imported_state["household"], "rooms": imported_state["household"]["rooms"] + 1}
     write_version(household, values, imported_state["members"], actor=None, source="test", reason="a room added")
+    return household, version_1, imported_state
+
+
+def test_a_loaded_version_1_row_reads_its_stored_snapshot_after_the_first_change(db_session, tmp_path):
+    """A version-1 row already in the session (a history page, a diff) must not keep reading "by
+    reference" once the first change stored its snapshot: the current tables no longer hold it."""
+    from registry.households import get_version
+
+    household, version_1, imported_state = _first_change_of_an_imported_household(db_session, tmp_path)
     assert version_1.snapshot == imported_state  # the same object, not reloaded
     assert get_version(household, 1).snapshot == imported_state
 
@@ -1065,18 +1074,7 @@ def test_the_first_change_and_a_queued_job_need_no_returning(tmp_path, monkeypat
 
 
 def _first_change_and_jobs(db_session, tmp_path):
-    from registry.households import get_household, write_version
-
-    data = good(2)
-    import_files(*write_files(tmp_path, data), actor=None)
-    household = get_household(data[0][0]["household_id"])
-    imported_state = snapshot_of(household)
-    version_1 = db_session.scalar(
-        select(HouseholdVersion).where(HouseholdVersion.household_pk == household.id, HouseholdVersion.version_no == 1)
-    )
-    assert version_1.snapshot is None
-    values = {**imported_state["household"], "rooms": imported_state["household"]["rooms"] + 1}
-    write_version(household, values, imported_state["members"], actor=None, source="test", reason="a room added")
+    household, version_1, imported_state = _first_change_of_an_imported_household(db_session, tmp_path)
     assert version_1.snapshot == imported_state
     db_session.commit()
     stored = db_session.scalar(
