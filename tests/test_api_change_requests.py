@@ -464,3 +464,16 @@ def test_an_imported_household_reads_the_same_before_and_after_its_first_change(
     assert diff["household"] == [{"field": "rooms", "old": before["rooms"], "new": before["rooms"] + 2}]
     as_of = client.get(base, query_string={"as_of": before["version_created_at"]}, headers=headers).json
     assert as_of["version"] == 1 and as_of["rooms"] == before["rooms"]
+
+
+def test_bad_list_items_beside_a_schema_error_are_a_422_naming_each_item(client, team):
+    """Marshmallow keys a list's bad items by index next to "_schema": the answer must still be JSON."""
+    response = client.post(
+        "/api/v1/change-requests",
+        json={"kind": "new_household", "reason": "new family", "household": {"union_code": BARISAL}, "members": [1, 2]},
+        headers=team["enumerator"][1],
+    )
+    assert response.status_code == 422, response.data[:300]
+    members = response.json["error"]["fields"]["members"]
+    assert members["0"] == members["1"] == ["Not a valid mapping type."]
+    assert "_schema" in members

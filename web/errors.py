@@ -33,8 +33,16 @@ def _fields_from_webargs(error: HTTPException) -> dict:
     fields: dict = {}
     for _location, entries in messages.items():
         if isinstance(entries, dict):
-            fields.update(entries)
+            fields.update(_string_keys(entries))
     return fields
+
+
+def _string_keys(messages):
+    """Marshmallow names a list's bad items by index (int) beside ``_schema`` (str): JSON keys are
+    strings, and the answer's sorted keys cannot mix the two."""
+    if isinstance(messages, dict):
+        return {str(key): _string_keys(value) for key, value in messages.items()}
+    return messages
 
 
 def register_error_handlers(app: Flask) -> None:
