@@ -248,8 +248,15 @@ def build_proposed(kind: str, payload: Mapping, base: Mapping | None) -> tuple[d
         if not isinstance(household, Mapping) or not isinstance(members, list):
             raise _invalid("household", None, "an object with the household's fields and a list of members")
         _check_keys(household, HOUSEHOLD_SPECS, "household")
-        for member in members:
+        # Named by position in the list (1, 2, ...): a member without a valid line number has no other
+        # name, and the state is ordered by line number before validation reads it.
+        for position, member in enumerate(members, start=1):
+            if not isinstance(member, Mapping):
+                raise _invalid(f"members.{position}", member, "an object with the member's fields")
             _check_keys(member, MEMBER_SPECS, "members")
+            if member.get("line_no") in (None, ""):
+                raise _invalid(f"members.{position}.line_no", None, "required")
+            _int(member["line_no"], f"members.{position}.line_no")
         return _state(dict(household), [dict(m) for m in members]), None
     if base is None:
         raise _invalid("household_id", None, "required for this kind of change")

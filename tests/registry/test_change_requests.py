@@ -1072,3 +1072,30 @@ def test_simultaneous_submissions_for_one_household_leave_one_pending(app, postg
             db.session.remove()
     finally:
         _cleanup(app, household_pk, supervisor_ids + [enumerator_id], last_job)
+
+
+@pytest.mark.parametrize(
+    "member, field, rule",
+    [
+        ({}, "members.2.line_no", "required"),
+        ({"line_no": "two"}, "members.2.line_no", "a whole number"),
+        ("not an object", "members.2", "an object with the member's fields"),
+    ],
+)
+def test_new_household_member_without_a_usable_line_number_is_named(
+    db_session, people, households, member, field, rule
+):
+    record = households.record()
+    record.pop("household_id")
+    members = households.members()[:1]
+    if isinstance(member, dict):
+        member = {**{k: v for k, v in households.members()[1].items() if k != "line_no"}, **member}
+    with pytest.raises(RecordValidationError) as info:
+        crs.submit_change(
+            people["enumerator"],
+            "new_household",
+            payload={"household": record, "members": [*members, member]},
+            reason="x",
+        )
+    assert [(i.field, i.rule) for i in info.value.issues] == [(field, rule)]
+    assert db_session.scalar(select(func.count()).select_from(ChangeRequest)) == 0
