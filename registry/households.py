@@ -194,7 +194,7 @@ def write_version(
     # for readers later in this transaction (an approval's answer diffs it against the new one).
     replaced = snapshot_of(household)
     if household.current_version == 1:
-        _store_imported_snapshot(household, replaced)
+        _store_imported_snapshots({household.id: replaced})
     _remember_snapshot(household.id, household.current_version, replaced)
     _apply_values(household, hh_values, member_values)
     if status is not None:
@@ -221,24 +221,25 @@ _STORE_IMPORTED_SNAPSHOT = (
 )
 
 
-def _store_imported_snapshot(household: Household, snapshot: dict | None = None) -> None:
-    """Store version 1's snapshot if an import left it to the current tables, which still hold it
-    (``snapshot``: already taken from them)."""
-    if snapshot is None:
-        snapshot = snapshot_of(household)
-    stored = db.session.execute(
-        _STORE_IMPORTED_SNAPSHOT, {"of_household": household.id, "stored_snapshot": snapshot}
-    ).rowcount
-    if not stored:
-        return
-    # A version-1 row loaded earlier in this transaction must read what is now stored, not the
-    # current tables, which are about to hold the next version. (Found in the session rather than
-    # by RETURNING, which SQLite before 3.35 lacks.)
-    for loaded in list(db.session.identity_map.values()):
-        if type(loaded) is HouseholdVersion:
-            values = loaded.__dict__
-            if values.get("household_pk") == household.id and values.get("version_no") == 1:
-                set_committed_value(loaded, "snapshot", snapshot)
+def _store_imported_snapshots(snapshots: Mapping[int, dict]) -> int:
+    """Store version 1's snapshot (``snapshots``: by household pk, taken from the current tables)
+    where an import left it to them; returns how many were stored."""
+    stored = {
+        pk: snapshot
+        for pk, snapshot in snapshots.items()
+        if db.session.execute(_STORE_IMPORTED_SNAPSHOT, {"of_household": pk, "stored_snapshot": snapshot}).rowcount
+    }
+    if stored:
+        # A version-1 row loaded earlier in this transaction must read what is now stored, not the
+        # current tables, which are about to hold the next version. Found in the session (one pass
+        # for all of them) rather than by RETURNING, which SQLite before 3.35 lacks.
+        for loaded in list(db.session.identity_map.values()):
+            if type(loaded) is HouseholdVersion:
+                values = loaded.__dict__
+                snapshot = stored.get(values.get("household_pk")) if values.get("version_no") == 1 else None
+                if snapshot is not None:
+                    set_committed_value(loaded, "snapshot", snapshot)
+    return len(stored)
 
 
 #: ``Session.info`` key: snapshots of the versions this transaction replaced, by (household pk, version).
@@ -283,9 +284,7 @@ def store_imported_snapshots(household_ids: list[str]) -> int:
             )
             .options(selectinload(Household.members))
         )
-        for household in pending:
-            _store_imported_snapshot(household)
-            stored += 1
+        stored += _store_imported_snapshots({household.id: snapshot_of(household) for household in pending})
     return stored
 
 
