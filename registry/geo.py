@@ -137,9 +137,16 @@ AREA_TYPES_TTL = 300.0
 _area_types_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def read_union_area_types() -> dict[str, int]:
-    """Every union's area type, read now (an import validates against the geography as it is)."""
-    return dict(db.session.execute(select(Area.code, Area.area_type).where(Area.level == "union")).all())
+def read_union_area_types(codes: list[str] | None = None) -> dict[str, int]:
+    """Every union's area type (or those among ``codes``), read now: an import validates against
+    the geography as it is."""
+    stmt = select(Area.code, Area.area_type).where(Area.level == "union")
+    if codes is None:
+        return dict(db.session.execute(stmt).all())
+    out: dict[str, int] = {}
+    for start in range(0, len(codes), 900):  # SQLite's bound-parameter limit
+        out.update(db.session.execute(stmt.where(Area.code.in_(codes[start : start + 900]))).all())
+    return out
 
 
 def union_area_types(codes: Iterable[str]) -> dict[str, int]:
@@ -159,12 +166,8 @@ def union_area_types(codes: Iterable[str]) -> dict[str, int]:
         missing = []
     else:
         missing = [c for c in codes if c not in known]
-    for start in range(0, len(missing), 900):
-        chunk = missing[start : start + 900]
-        rows = db.session.execute(
-            select(Area.code, Area.area_type).where(Area.level == "union", Area.code.in_(chunk))
-        ).all()
-        known.update({code: area_type for code, area_type in rows})
+    if missing:
+        known.update(read_union_area_types(missing))
     return {c: known[c] for c in codes if c in known}
 
 
