@@ -256,21 +256,26 @@ def _start_server(url: str, port: int, workers: int, threads: int, worker_connec
     raise SystemExit("server did not start within 120 s")
 
 
+def _proc_stat(pid: str, tick: int = 100) -> tuple[str, int, float] | None:
+    """A process's name, parent pid and CPU seconds used (``/proc/<pid>/stat``), or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            text = fh.read()
+    except OSError:
+        return None
+    name = text[text.index("(") + 1 : text.rindex(")")]
+    fields = text[text.rindex(")") + 2 :].split()
+    return name, int(fields[1]), (int(fields[11]) + int(fields[12])) / tick
+
+
 def _connections_by_worker(server_pid: int, port: int) -> list[int] | None:
     """How many established connections to ``port`` each gunicorn worker (a child of
     ``server_pid``) holds, most first (Linux ``/proc``; None elsewhere). A worker holds a
     kept-alive connection for good, so this split decides how many interpreters share the work."""
     try:
-        children = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat") as fh:
-                        text = fh.read()
-                except OSError:
-                    continue
-                if int(text[text.rindex(")") + 2 :].split()[1]) == server_pid:
-                    children.append(int(entry))
+        children = [
+            pid for pid in os.listdir("/proc") if pid.isdigit() and (_proc_stat(pid) or ("", 0, 0))[1] == server_pid
+        ]
         established = set()
         with open("/proc/net/tcp") as fh:
             next(fh)
@@ -429,21 +434,11 @@ class CpuMeter:
         self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self.begin = self.end = None
 
-    def _stat(self, pid: str) -> tuple[str, int, float] | None:
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                text = fh.read()
-        except OSError:
-            return None
-        name = text[text.index("(") + 1 : text.rindex(")")]
-        fields = text[text.rindex(")") + 2 :].split()
-        return name, int(fields[1]), (int(fields[11]) + int(fields[12])) / self.tick
-
     def _sample(self) -> dict | None:
         if not os.path.isdir("/proc/self"):
             return None
         server = postgres = 0.0
-        stats = {pid: self._stat(pid) for pid in os.listdir("/proc") if pid.isdigit()}
+        stats = {pid: _proc_stat(pid, self.tick) for pid in os.listdir("/proc") if pid.isdigit()}
         for pid, stat in stats.items():
             if stat is None:
                 continue
