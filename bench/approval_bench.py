@@ -5,6 +5,7 @@
     python bench/approval_bench.py --database-url postgresql://postgres@127.0.0.1:5432/socreg_bench_x  # reuse
     python bench/approval_bench.py --profile 40          # also: where one submit+approve cycle spends its time
     python bench/approval_bench.py --approve-only        # the approval path alone (requests pre-written)
+    python bench/approval_bench.py --floor               # the framework alone: two GET /api/v1/me a cycle
 
 1. Creates a fresh PostgreSQL database (server from ``SOCREG_DATABASE_URL``, default
    ``postgresql://postgres@127.0.0.1:5432/postgres``), migrates it, loads the geography and
@@ -30,6 +31,11 @@ household of each client is written straight into ``change_requests`` (one set-b
 that builds the same payload and proposed state a submission stores), and the clients only approve
 them. Submission cost is dominated by validating the full proposed record (``registry.validation``),
 so the two modes together say which side limits the cycle.
+
+``--floor`` measures what no approval can go below on this server: each cycle sends the same two
+authenticated requests from the same two users (``GET /api/v1/me``: token check, one user row,
+a small JSON answer) and does no registry work. Its CPU per cycle is the share of an approval's
+cost that is HTTP, WSGI, Flask, authentication and a database round trip.
 
 The clients run on the same machine as the server and the database: their CPU is part of the
 figure. The machine's load average is printed because other processes skew the results.
@@ -311,8 +317,11 @@ class Client(threading.Thread):
         count_from: float,
         pending: list[int] | None = None,
         poultry: dict | None = None,
+        floor: bool = False,
     ):
         super().__init__(daemon=True)
+        #: --floor: two GET /api/v1/me per cycle instead of a submission and an approval.
+        self.floor = floor
         #: --approve-only: ids of pending requests to approve (no submissions).
         self.pending = pending
         #: The households' current poultry counts (each edit sets another value).
@@ -334,12 +343,12 @@ class Client(threading.Thread):
         self.samples: dict[str, str] = {}
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 
-    def _post(self, path: str, token: str, body: dict | None) -> tuple[int, dict, float]:
+    def _post(self, path: str, token: str, body: dict | None, method: str = "POST") -> tuple[int, dict, float]:
         data = json.dumps(body).encode() if body is not None else b""
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         started = time.perf_counter()
         try:
-            self.conn.request("POST", path, body=data, headers=headers)
+            self.conn.request(method, path, body=data, headers=headers)
             response = self.conn.getresponse()
             payload = response.read()
         except (OSError, http.client.HTTPException):
@@ -356,6 +365,8 @@ class Client(threading.Thread):
     def run(self) -> None:
         if self.pending is not None:
             self._approve_only()
+        elif self.floor:
+            self._floor_cycles()
         else:
             self._cycles()
         self.finished_at = time.monotonic()
@@ -376,6 +387,22 @@ class Client(threading.Thread):
             elif counted:
                 self._error(f"approve {status} {body.get('error', {}).get('code', '')}".strip(), body)
         _log("a client ran out of pending requests before the end: raise --households or shorten --seconds")
+
+    def _floor_cycles(self) -> None:
+        while time.monotonic() < self.stop_at:
+            counted = time.monotonic() >= self.count_from
+            cycle_started = time.perf_counter()
+            ok = True
+            for role, timings in (("enumerator", self.submit_ms), ("supervisor", self.approve_ms)):
+                status, body, ms = self._post("/api/v1/me", self.tokens[role], None, method="GET")
+                if counted:
+                    timings.append(ms)
+                    if status != 200:
+                        ok = False
+                        self._error(f"me {status}", body)
+            if counted and ok:
+                self.approvals += 1
+                self.cycle_ms.append((time.perf_counter() - cycle_started) * 1000)
 
     def _cycles(self) -> None:
         i = 0
@@ -464,7 +491,7 @@ class CpuMeter:
     def stop(self) -> None:
         self.end = self._sample()
 
-    def report(self, approvals: int) -> str:
+    def report(self, approvals: int, unit: str = "approval") -> str:
         if not self.begin or not self.end or not approvals:
             return "not measured"
         used = {k: self.end[k] - self.begin[k] for k in self.begin}
@@ -473,8 +500,8 @@ class CpuMeter:
         steal = 100 * used["steal"] / used["all"] if used["all"] else 0.0
         return (
             f"server {per['server']:.1f} ms, PostgreSQL {per['postgres']:.1f} ms, clients {per['clients']:.1f} ms "
-            f"per approval (total {total:.1f} ms: {os.cpu_count()} CPUs allow {1000 * os.cpu_count() / total:.0f} "
-            f"approvals/s at that cost); steal {steal:.0f}% of the machine's CPU time"
+            f"per {unit} (total {total:.1f} ms: {os.cpu_count()} CPUs allow {1000 * os.cpu_count() / total:.0f} "
+            f"{unit}s/s at that cost); steal {steal:.0f}% of the machine's CPU time"
         )
 
 
@@ -577,7 +604,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--approve-only", action="store_true", help="pre-write pending requests; the clients only approve them"
     )
+    parser.add_argument(
+        "--floor", action="store_true", help="two authenticated GET /api/v1/me per cycle: the framework's own cost"
+    )
     args = parser.parse_args(argv)
+    if args.floor and (args.approve_only or args.profile):
+        parser.error("--floor runs alone: not with --approve-only or --profile")
 
     server = os.environ.get("SOCREG_DATABASE_URL") or DEFAULT_SERVER
     drop = None
@@ -613,6 +645,7 @@ def main(argv: list[str] | None = None) -> int:
                 count_from,
                 pending[i],
                 {h: prepared["poultry"][h] for h in prepared["households"][i]},
+                floor=args.floor,
             )
             for i in range(args.clients)
         ]
@@ -633,7 +666,15 @@ def main(argv: list[str] | None = None) -> int:
         errors = sum((c.errors for c in clients), Counter())
         # Requests started before the end finish after it: the window runs until the last client stopped.
         window = max(max(c.finished_at for c in clients), stop_at) - count_from
-        mode = "approve only (pre-written requests)" if args.approve_only else "submit + approve cycles"
+        mode = (
+            "approve only (pre-written requests)"
+            if args.approve_only
+            else "floor (two GET /api/v1/me per cycle, no registry work)"
+            if args.floor
+            else "submit + approve cycles"
+        )
+        # In --floor mode a "cycle" stands where an approval would: the per-cycle figures compare directly.
+        done = "cycles" if args.floor else "approvals"
         print(
             f"\napproval benchmark, {mode}: {args.households:,} households, {args.clients} clients, "
             f"{args.seconds:g} s (after {args.warmup:g} s warm-up), server {args.workers}x{args.threads} "
@@ -641,9 +682,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         if split and split[0] is not None:
             print(f"connections   per worker at mid-run: {', '.join(map(str, split[0]))}")
-        print(f"approvals/s   {approvals / window:8.1f}   ({approvals} approvals in {window:.1f} s)")
-        print(f"submit        {_percentiles([m for c in clients for m in c.submit_ms])}")
-        print(f"approve       {_percentiles([m for c in clients for m in c.approve_ms])}")
+        print(f"{done + '/s':<13} {approvals / window:8.1f}   ({approvals} {done} in {window:.1f} s)")
+        first, second = ("me (1st)", "me (2nd)") if args.floor else ("submit", "approve")
+        print(f"{first:<13} {_percentiles([m for c in clients for m in c.submit_ms])}")
+        print(f"{second:<13} {_percentiles([m for c in clients for m in c.approve_ms])}")
         print(f"cycle         {_percentiles([m for c in clients for m in c.cycle_ms])}")
         print(f"errors        {sum(errors.values())}" + (f"  {dict(errors)}" if errors else ""))
         samples = {}
@@ -652,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
                 samples.setdefault(key, text)
         for key, text in samples.items():
             print(f"  first {key}: {text}")
-        print(f"cpu           {meter.report(approvals)}")
+        print(f"cpu           {meter.report(approvals, done[:-1])}")
         print(f"load average  {load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min)")
         print(f"cpu probe     {_machine_speed()}")
         if args.profile:
