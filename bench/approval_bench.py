@@ -343,7 +343,7 @@ class Client(threading.Thread):
         self.samples: dict[str, str] = {}
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 
-    def _post(self, path: str, token: str, body: dict | None, method: str = "POST") -> tuple[int, dict, float]:
+    def _request(self, method: str, path: str, token: str, body: dict | None = None) -> tuple[int, dict, float]:
         data = json.dumps(body).encode() if body is not None else b""
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         started = time.perf_counter()
@@ -377,7 +377,9 @@ class Client(threading.Thread):
             if time.monotonic() >= self.stop_at:
                 return
             counted = time.monotonic() >= self.count_from
-            status, body, ms = self._post(f"/api/v1/change-requests/{cr_id}/approve", self.tokens["supervisor"], None)
+            status, body, ms = self._request(
+                "POST", f"/api/v1/change-requests/{cr_id}/approve", self.tokens["supervisor"]
+            )
             if counted:
                 self.approve_ms.append(ms)
                 self.cycle_ms.append(ms)
@@ -394,7 +396,7 @@ class Client(threading.Thread):
             cycle_started = time.perf_counter()
             ok = True
             for role, timings in (("enumerator", self.submit_ms), ("supervisor", self.approve_ms)):
-                status, body, ms = self._post("/api/v1/me", self.tokens[role], None, method="GET")
+                status, body, ms = self._request("GET", "/api/v1/me", self.tokens[role])
                 if counted:
                     timings.append(ms)
                     if status != 200:
@@ -412,7 +414,8 @@ class Client(threading.Thread):
             version = self.households[household_id]
             counted = time.monotonic() >= self.count_from
             cycle_started = time.perf_counter()
-            status, body, ms = self._post(
+            status, body, ms = self._request(
+                "POST",
                 "/api/v1/change-requests",
                 self.tokens["enumerator"],
                 {
@@ -431,8 +434,8 @@ class Client(threading.Thread):
                 if status == 409 and body.get("error", {}).get("details", {}).get("current_version"):
                     self.households[household_id] = body["error"]["details"]["current_version"]
                 continue
-            status, body, ms = self._post(
-                f"/api/v1/change-requests/{body['id']}/approve", self.tokens["supervisor"], None
+            status, body, ms = self._request(
+                "POST", f"/api/v1/change-requests/{body['id']}/approve", self.tokens["supervisor"]
             )
             if counted:
                 self.approve_ms.append(ms)
@@ -666,15 +669,13 @@ def main(argv: list[str] | None = None) -> int:
         errors = sum((c.errors for c in clients), Counter())
         # Requests started before the end finish after it: the window runs until the last client stopped.
         window = max(max(c.finished_at for c in clients), stop_at) - count_from
-        mode = (
-            "approve only (pre-written requests)"
-            if args.approve_only
-            else "floor (two GET /api/v1/me per cycle, no registry work)"
-            if args.floor
-            else "submit + approve cycles"
-        )
         # In --floor mode a "cycle" stands where an approval would: the per-cycle figures compare directly.
-        done = "cycles" if args.floor else "approvals"
+        if args.floor:
+            mode, done = "floor (two GET /api/v1/me per cycle, no registry work)", "cycles"
+        elif args.approve_only:
+            mode, done = "approve only (pre-written requests)", "approvals"
+        else:
+            mode, done = "submit + approve cycles", "approvals"
         print(
             f"\napproval benchmark, {mode}: {args.households:,} households, {args.clients} clients, "
             f"{args.seconds:g} s (after {args.warmup:g} s warm-up), server {args.workers}x{args.threads} "
